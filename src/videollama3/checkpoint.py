@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .configuration import MODEL_TYPE, VideoLLaMA3Config, VideoLLaMA3VisionConfig
+from .configuration import MODEL_TYPE, VISION_FIELDS, VideoLLaMA3Config
 from .errors import CheckpointError
 
 HF_MODEL_TYPE = "video_llama_3"
@@ -54,6 +54,18 @@ OFFICIAL_EXTRA_KEYS = (
     "compression_threshold",
     "compression_min_tokens",
 )
+# PretrainedConfig's generic fields, noise in a converted config.
+GENERIC_CONFIG_KEYS = (
+    "_name_or_path",
+    "id2label",
+    "label2id",
+    "chunk_size_feed_forward",
+    "output_attentions",
+    "output_hidden_states",
+    "problem_type",
+    "return_dict",
+    "is_encoder_decoder",
+)
 NON_TEXT_KEYS = ("architectures", "auto_map", "model_type", "transformers_version", "torch_dtype", "dtype")
 
 
@@ -74,7 +86,12 @@ def resolve_checkpoint_dir(name_or_path: str | os.PathLike, cache_dir=None, revi
     try:
         return Path(
             snapshot_download(
-                name, cache_dir=cache_dir, revision=revision, token=token, allow_patterns=patterns, local_files_only=True
+                name,
+                cache_dir=cache_dir,
+                revision=revision,
+                token=token,
+                allow_patterns=patterns,
+                local_files_only=True,
             )
         )
     except Exception:
@@ -84,7 +101,9 @@ def resolve_checkpoint_dir(name_or_path: str | os.PathLike, cache_dir=None, revi
                 f"(`huggingface-cli download {name}`) or pass a local folder"
             ) from None
     try:
-        return Path(snapshot_download(name, cache_dir=cache_dir, revision=revision, token=token, allow_patterns=patterns))
+        return Path(
+            snapshot_download(name, cache_dir=cache_dir, revision=revision, token=token, allow_patterns=patterns)
+        )
     except Exception as exc:
         raise CheckpointError(
             f"{name}: not found in the Hugging Face cache and could not be downloaded ({type(exc).__name__}: {exc})"
@@ -114,8 +133,7 @@ def official_config_from_hf(hf: dict[str, Any]) -> dict[str, Any]:
     out["architectures"] = ["Videollama3Qwen2ForCausalLM"]
     if "tie_word_embeddings" in hf:
         out["tie_word_embeddings"] = hf["tie_word_embeddings"] or text.get("tie_word_embeddings", False)
-    vision_fields = VideoLLaMA3VisionConfig.__dataclass_fields__
-    out["vision_encoder_config"] = {k: v for k, v in vision.items() if k in vision_fields}
+    out["vision_encoder_config"] = {k: v for k, v in vision.items() if k in VISION_FIELDS}
     rope = vision.get("rope_parameters") or {}
     if "rope_theta" in rope:
         out["vision_encoder_config"]["rope_theta"] = rope["rope_theta"]
@@ -135,10 +153,11 @@ def hf_config_from_official(config: VideoLLaMA3Config, video_token_id: int | Non
     text = {k: v for k, v in flat.items() if k not in OFFICIAL_EXTRA_KEYS and k not in NON_TEXT_KEYS}
     text["model_type"] = "qwen2"
     vision = config.vision_config.to_dict()
-    vision = {k: v for k, v in vision.items() if k in VideoLLaMA3VisionConfig.__dataclass_fields__}
+    vision = {k: v for k, v in vision.items() if k in VISION_FIELDS}
     theta = vision.pop("rope_theta", 10000.0)
     vision["rope_parameters"] = {"rope_type": "axial", "rope_theta": theta}
     vision["model_type"] = HF_VISION_MODEL_TYPE
+    text = {k: v for k, v in text.items() if k not in GENERIC_CONFIG_KEYS}
     return {
         "architectures": ["VideoLlama3ForConditionalGeneration"],
         "model_type": HF_MODEL_TYPE,
@@ -265,14 +284,21 @@ def validate_checkpoint(folder: Path, config: VideoLLaMA3Config, layout: str) ->
 
 def prepare_from_pretrained(name_or_path, kwargs: dict) -> tuple[str, VideoLLaMA3Config, dict]:
     """Resolve, read and check a checkpoint for ``from_pretrained``: (folder, config, extra kwargs)."""
-    folder = resolve_checkpoint_dir(
-        name_or_path, kwargs.get("cache_dir"), kwargs.get("revision"), kwargs.get("token")
-    )
+    folder = resolve_checkpoint_dir(name_or_path, kwargs.get("cache_dir"), kwargs.get("revision"), kwargs.get("token"))
     config, layout = load_config(folder)
+    given = kwargs.pop("config", None)
+    if isinstance(given, VideoLLaMA3Config):  # e.g. from AutoModelForCausalLM: it already applied the overrides
+        config = given
+    elif given is not None:
+        raise CheckpointError(f"config must be a VideoLLaMA3Config, got {type(given).__name__}")
+    else:  # config fields given as keyword arguments override config.json, as in transformers
+        for key in list(kwargs):
+            if key in config.__dataclass_fields__ or key in OFFICIAL_EXTRA_KEYS:
+                setattr(config, key, kwargs.pop(key))
     validate_checkpoint(folder, config, layout)
     # transformers would otherwise look for the remote code that `auto_map` names; this class is the code.
     kwargs.pop("trust_remote_code", None)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"config": config}
     if layout == "hf":
         extra["key_mapping"] = dict(HF_TO_OFFICIAL)
     if "torch_dtype" in kwargs and "dtype" not in kwargs:
@@ -296,7 +322,9 @@ PROCESSOR_FILES = (
 )
 
 
-def convert_checkpoint(src, dst, to: str = "hf", max_shard_size: str = "5GB", video_token_id: int | None = None) -> Path:
+def convert_checkpoint(
+    src, dst, to: str = "hf", max_shard_size: str = "5GB", video_token_id: int | None = None
+) -> Path:
     """Rewrite a checkpoint in the other layout (tensors are renamed, never modified)."""
     from safetensors import safe_open
     from safetensors.torch import save_file

@@ -62,11 +62,16 @@ class VideoLLaMA3VisionConfig(PretrainedConfig):
         """The fields that differ from the defaults, as the official config writes them."""
         defaults = VideoLLaMA3VisionConfig()
         out: dict[str, Any] = {"model_type": VISION_MODEL_TYPE}
-        for name in self.__dataclass_fields__:
+        for name in VISION_FIELDS:
             value = getattr(self, name)
             if value != getattr(defaults, name):
                 out[name] = value
         return out
+
+
+VISION_FIELDS = tuple(
+    name for name in VideoLLaMA3VisionConfig.__annotations__ if not name.startswith("_") and name != "model_type"
+)
 
 
 @strict
@@ -102,7 +107,7 @@ class VideoLLaMA3Config(Qwen2Config):
             vision = vision.to_dict()
         if not isinstance(vision, dict):
             raise ConfigError(f"vision_encoder_config must be a dict, got {type(vision).__name__}")
-        vision = {k: v for k, v in vision.items() if k in VideoLLaMA3VisionConfig.__dataclass_fields__}
+        vision = {k: v for k, v in vision.items() if k in VISION_FIELDS}
         self._vision_config = VideoLLaMA3VisionConfig(**vision)
         self.vision_encoder_config = self._vision_config.non_default_dict()
         if self.mm_projector_type not in PROJECTOR_TYPES and not _is_mlp_gelu(self.mm_projector_type):
@@ -110,7 +115,9 @@ class VideoLLaMA3Config(Qwen2Config):
                 f"mm_projector_type {self.mm_projector_type!r} is not supported: use one of {PROJECTOR_TYPES}"
             )
         if not 0 <= self.image_token_index < self.vocab_size:
-            raise ConfigError(f"image_token_index {self.image_token_index} is outside the vocabulary (size {self.vocab_size})")
+            raise ConfigError(
+                f"image_token_index {self.image_token_index} is outside the vocabulary (size {self.vocab_size})"
+            )
         if self.compression_min_tokens < 0:
             raise ConfigError(f"compression_min_tokens must be >= 0, got {self.compression_min_tokens}")
         super().__post_init__(**kwargs)
@@ -123,6 +130,9 @@ class VideoLLaMA3Config(Qwen2Config):
         out = super().to_dict()
         out.pop("_vision_config", None)
         out["vision_encoder_config"] = self._vision_config.non_default_dict()
+        # Older transformers (and the official remote code) read rope_theta at the top level.
+        if isinstance(self.rope_parameters, dict) and "rope_theta" in self.rope_parameters:
+            out.setdefault("rope_theta", self.rope_parameters["rope_theta"])
         return out
 
 

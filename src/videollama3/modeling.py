@@ -82,11 +82,13 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
         """
         from .checkpoint import prepare_from_pretrained
 
-        if kwargs.get("config") is not None:  # the caller built the config: trust it, load as transformers does
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         path, config, extra = prepare_from_pretrained(pretrained_model_name_or_path, kwargs)
         kwargs.update(extra)
-        return super().from_pretrained(path, *args, config=config, **kwargs)
+        model = super().from_pretrained(path, *args, **kwargs)
+        if "key_mapping" in extra:
+            # transformers would reverse the renaming on save; we save the official layout by default.
+            model._weight_conversions = []
+        return model
 
     # ------------------------------------------------------------------ vision
     @property
@@ -223,7 +225,9 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
         ``modals`` is accepted for compatibility with the official processor output and not needed: an
         item is a video (prunable) when it has more than one frame.
         """
-        if inputs_embeds is None and (pixel_values is not None or past_key_values is None or _is_empty(past_key_values)):
+        if inputs_embeds is None and (
+            pixel_values is not None or past_key_values is None or _is_empty(past_key_values)
+        ):
             if input_ids is None:
                 raise InputError("forward needs input_ids or inputs_embeds")
             mm = self.prepare_multimodal_inputs(

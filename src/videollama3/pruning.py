@@ -80,9 +80,7 @@ def pruning_mask(
     if start != pixel_values.shape[0]:
         from .errors import InputError
 
-        raise InputError(
-            f"pixel_values has {pixel_values.shape[0]} patch rows but grid_sizes describe {start} patches"
-        )
+        raise InputError(f"pixel_values has {pixel_values.shape[0]} patch rows but grid_sizes describe {start} patches")
     if not masks:
         return torch.ones(0, dtype=torch.bool, device=pixel_values.device)
     return torch.cat(masks)

@@ -93,7 +93,7 @@ def _grouped_sdpa(q, k, v, seq_lens, scale, dropout):
             lo = start + first * length
             hi = lo + n * length
 
-            def view(x, lo=lo, hi=hi, n=n):  # (n*length, H, D) -> (n, H, length, D)
+            def view(x, lo=lo, hi=hi, n=n, length=length):  # (n*length, H, D) -> (n, H, length, D)
                 return x[lo:hi].reshape(n, length, heads, head_dim).transpose(1, 2)
 
             o = F.scaled_dot_product_attention(view(q), view(k), view(v), dropout_p=dropout, scale=scale)
@@ -114,7 +114,7 @@ def _flash_varlen(q, k, v, seq_lens, scale, dropout):
 
 
 def _flex_document(q, k, v, seq_lens, scale):
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    from torch.nn.attention.flex_attention import create_block_mask
 
     n = q.shape[0]
     document = torch.repeat_interleave(

@@ -185,7 +185,7 @@ def merge_tokens(x: torch.Tensor, grid_sizes: torch.Tensor, merge_sizes: torch.T
     outputs, start = [], 0
     for (t, gh, gw), m in zip(grid_sizes.tolist(), merge_sizes.tolist()):
         n = t * gh * gw
-        item = x[start:start + n]
+        item = x[start : start + n]
         start += n
         if m == 1:
             outputs.append(item)

@@ -1,0 +1,123 @@
+"""The model against the reference outputs stored in the parity fixtures (fp32, CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import CASE_NAMES, load_case
+from videollama3.errors import InputError
+from videollama3.pruning import pruning_mask
+from videollama3.vision_encoder import merge_tokens
+
+PAD_ID = 486
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_parity_with_reference(fixture_model, name):
+    case, inputs, outputs = load_case(name)
+    model = fixture_model
+    with torch.no_grad():
+        if "pixel_values" in inputs:
+            features = model.vision_encoder(inputs["pixel_values"], inputs["grid_sizes"], inputs["merge_sizes"])
+            torch.testing.assert_close(features, outputs["vision_features"], atol=1e-5, rtol=0)
+            projected = model.mm_projector(features)
+            torch.testing.assert_close(projected, outputs["projected_features"], atol=1e-5, rtol=0)
+            mask = model.compute_compression_mask(inputs["pixel_values"], inputs["grid_sizes"], inputs["merge_sizes"])
+            assert torch.equal(mask, outputs["compression_mask"])
+        logits = model(**inputs).logits[0]
+        assert logits.shape == outputs["logits"].shape
+        torch.testing.assert_close(logits, outputs["logits"], atol=1e-4, rtol=0)
+        generated = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    assert generated[0].tolist() == outputs["generated_ids"].tolist()
+
+
+def test_already_pruned_prompt_gives_same_logits(fixture_model):
+    """Our processor removes pruned placeholders itself; the model must then not prune again."""
+    _, inputs, outputs = load_case("video_static_pruned")
+    mask = outputs["compression_mask"]
+    ids = inputs["input_ids"][0]
+    keep = torch.ones_like(ids, dtype=torch.bool)
+    keep[ids == fixture_model.config.image_token_index] = mask
+    pruned = {**inputs, "input_ids": ids[keep][None], "attention_mask": inputs["attention_mask"][0][keep][None]}
+    with torch.no_grad():
+        logits = fixture_model(**pruned, compression_mask=mask).logits[0]
+    torch.testing.assert_close(logits, outputs["logits"], atol=1e-4, rtol=0)
+
+
+def _left_pad_batch(names):
+    cases = [load_case(n) for n in names]
+    length = max(c[1]["input_ids"].shape[1] for c in cases)
+    ids, attn, pixels, grids, merges = [], [], [], [], []
+    for _, inputs, _ in cases:
+        n = inputs["input_ids"].shape[1]
+        ids.append(F.pad(inputs["input_ids"][0], (length - n, 0), value=PAD_ID))
+        attn.append(F.pad(inputs["attention_mask"][0], (length - n, 0), value=0))
+        if "pixel_values" in inputs:
+            pixels.append(inputs["pixel_values"])
+            grids.append(inputs["grid_sizes"])
+            merges.append(inputs["merge_sizes"])
+    batch = {"input_ids": torch.stack(ids), "attention_mask": torch.stack(attn)}
+    if pixels:
+        batch.update(pixel_values=torch.cat(pixels), grid_sizes=torch.cat(grids), merge_sizes=torch.cat(merges))
+    return batch, [c[2] for c in cases]
+
+
+def test_batch_of_different_media_matches_single_runs(fixture_model):
+    batch, expected = _left_pad_batch(["image_single", "video_static_pruned", "text_multiturn"])
+    with torch.no_grad():
+        logits = fixture_model(**batch).logits
+        generated = fixture_model.generate(**batch, max_new_tokens=6, do_sample=False)
+    for row, out in enumerate(expected):
+        n = out["logits"].shape[0]
+        torch.testing.assert_close(logits[row, -n:], out["logits"], atol=1e-4, rtol=0)
+        assert generated[row].tolist() == out["generated_ids"].tolist()
+
+
+def test_mismatched_placeholders_raise(fixture_model):
+    _, inputs, _ = load_case("image_single")
+    ids = inputs["input_ids"][0]
+    first_image = int((ids == fixture_model.config.image_token_index).nonzero()[0])
+    keep = torch.ones_like(ids, dtype=torch.bool)
+    keep[first_image : first_image + 3] = False  # three placeholders fewer than the image has tokens
+    bad = {**inputs, "input_ids": ids[keep][None], "attention_mask": inputs["attention_mask"][0][keep][None]}
+    with pytest.raises(InputError, match="<image> tokens"):
+        fixture_model(**bad)
+    with pytest.raises(InputError, match="no pixel_values"):
+        fixture_model(input_ids=inputs["input_ids"])
+
+
+def test_right_padded_batch_generation_is_refused(fixture_model):
+    batch, _ = _left_pad_batch(["text_multiturn", "image_tiny_upscaled"])
+    right = {**batch, "attention_mask": batch["attention_mask"].flip(-1)}
+    with pytest.raises(InputError, match="left padding"):
+        fixture_model.generate(**right, max_new_tokens=1)
+
+
+def test_pruning_off_in_config_keeps_every_token(fixture_model):
+    _, inputs, _ = load_case("video_static_pruned")
+    fixture_model.config.use_token_compression = False
+    try:
+        with torch.no_grad():
+            logits = fixture_model(**inputs).logits
+    finally:
+        fixture_model.config.use_token_compression = True
+    assert logits.shape[1] == inputs["input_ids"].shape[1]
+
+
+def test_merge_tokens_matches_bilinear_resize():
+    torch.manual_seed(0)
+    for m, (t, gh, gw) in [(2, (3, 4, 6)), (3, (2, 6, 9)), (1, (1, 3, 5))]:
+        raster = torch.randn(t, 8, gh, gw)  # (t, D, gh, gw)
+        blocks = raster.view(t, 8, gh // m, m, gw // m, m).permute(0, 2, 4, 3, 5, 1).reshape(-1, 8)
+        expected = F.interpolate(raster, size=(gh // m, gw // m), mode="bilinear", align_corners=False)
+        got = merge_tokens(blocks, torch.tensor([[t, gh, gw]]), torch.tensor([m]))
+        torch.testing.assert_close(got, expected.permute(0, 2, 3, 1).reshape(-1, 8), atol=1e-6, rtol=0)
+
+
+def test_pruning_keeps_min_tokens_for_static_frames():
+    pixels = torch.zeros(3 * 4 * 4, 588)  # 3 identical frames of 4x4 patches, merge 2 -> 4 tokens per frame
+    mask = pruning_mask(pixels, torch.tensor([[3, 4, 4]]), torch.tensor([2]), min_tokens=1)
+    assert mask.view(3, 4).sum(-1).tolist() == [4, 1, 1]
+    assert mask.view(3, 4)[1:, 0].all()

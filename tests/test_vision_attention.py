@@ -1,0 +1,38 @@
+"""Segment attention backends agree with a dense per-segment reference and never build an N x N mask."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from videollama3.errors import ConfigError
+from videollama3.vision_attention import _equal_length_runs, resolve_backend, segment_attention
+
+
+def _reference(q, k, v, seq_lens, scale):
+    outs, start = [], 0
+    for n in seq_lens:
+        qs, ks, vs = (x[start : start + n].transpose(0, 1) for x in (q, k, v))  # (H, n, D)
+        weights = torch.softmax(qs @ ks.transpose(-1, -2) * scale, dim=-1)
+        outs.append((weights @ vs).transpose(0, 1))
+        start += n
+    return torch.cat(outs)
+
+
+@pytest.mark.parametrize("seq_lens", [[7], [5, 5, 5, 3, 9, 9], [1, 2, 3]])
+def test_grouped_sdpa_matches_reference(seq_lens):
+    torch.manual_seed(0)
+    n = sum(seq_lens)
+    q, k, v = (torch.randn(n, 4, 16) for _ in range(3))
+    got = segment_attention(q, k, v, seq_lens, scale=0.25, backend="sdpa")
+    torch.testing.assert_close(got, _reference(q, k, v, seq_lens, 0.25), atol=1e-5, rtol=1e-5)
+
+
+def test_equal_length_runs_group_frames_of_a_video():
+    assert _equal_length_runs([4, 4, 4, 2, 4]) == [(0, 4, 3), (12, 2, 1), (14, 4, 1)]
+
+
+def test_backend_selection():
+    assert resolve_backend("auto", torch.device("cpu")) == "sdpa"
+    with pytest.raises(ConfigError, match="unknown"):
+        resolve_backend("dense", torch.device("cpu"))
