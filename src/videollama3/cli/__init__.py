@@ -9,7 +9,14 @@ import sys
 # subcommand -> (module, help). Each module defines ``add_arguments(parser)`` and ``run(args) -> int``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("videollama3.cli.chat", "answer a question about images / a video (interactive without a question)"),
+    "demo": ("videollama3.cli.demo", "render a synthetic video, ask the bundled model about it, show the truth"),
     "convert": ("videollama3.cli.convert", "convert a checkpoint between the official and the transformers layout"),
+    "train": ("videollama3.cli.train", "train or fine-tune from a YAML recipe"),
+    "data": ("videollama3.cli.data", "inspect and validate training annotations"),
+    "export-lora": ("videollama3.cli.export_lora", "merge LoRA adapters into a normal checkpoint"),
+    "synth": ("videollama3.cli.synth", "generate the synthetic visual world (images, videos, annotations)"),
+    "serve": ("videollama3.cli.serve", "OpenAI-compatible HTTP server with a web page"),
+    "eval": ("videollama3.cli.eval", "evaluate a checkpoint on benchmarks"),
 }
 
 
@@ -18,13 +25,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module_name)
         try:
-            importlib.import_module(module_name).add_arguments(p)
-        except ModuleNotFoundError as exc:  # a subcommand whose module is not written yet
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:  # an optional subcommand whose module is absent from this install
             if exc.name != module_name:
                 raise
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module_name)
+        module.add_arguments(p)
     return parser
 
 
