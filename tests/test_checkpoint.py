@@ -209,3 +209,30 @@ def test_convert_refuses_non_empty_destination(tmp_path):
     (tmp_path / "dst" / "x").write_text("keep me")
     assert cli_main(["convert", str(FIXTURE_MODEL), str(tmp_path / "dst"), "--to", "hf"]) == 2
     assert (tmp_path / "dst" / "x").read_text() == "keep me"
+
+
+def test_loading_does_not_need_twice_the_model_in_memory(tmp_path):
+    """Weights are materialised from the checkpoint, not after a full random init (as transformers does)."""
+    import subprocess
+    import sys
+
+    config = VideoLLaMA3Config(
+        vocab_size=8000, hidden_size=512, intermediate_size=2048, num_hidden_layers=8, num_attention_heads=8,
+        num_key_value_heads=2, image_token_index=100,
+        vision_encoder_config={"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 1,
+                               "num_attention_heads": 2, "patch_size": 14},
+    )  # fmt: skip
+    model = VideoLLaMA3ForCausalLM(config)
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    model.save_pretrained(tmp_path / "m")
+    del model
+    script = (
+        "import resource, videollama3\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"m = videollama3.VideoLLaMA3ForCausalLM.from_pretrained({str(tmp_path / 'm')!r})\n"
+        "s = sum(float(p.sum()) for p in m.parameters())  # touch every weight\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    increase = int(out.stdout.strip().splitlines()[-1])
+    assert increase < 1.5 * size, f"loading a {size / 1e6:.0f} MB model raised peak RSS by {increase / 1e6:.0f} MB"

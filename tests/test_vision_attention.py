@@ -36,3 +36,12 @@ def test_backend_selection():
     assert resolve_backend("auto", torch.device("cpu")) == "sdpa"
     with pytest.raises(ConfigError, match="unknown"):
         resolve_backend("dense", torch.device("cpu"))
+
+
+def test_flex_document_mask_matches_reference():
+    """The CUDA varlen path (FlexAttention) also runs on CPU through torch.compile, slowly: checked once here."""
+    torch.manual_seed(0)
+    seq_lens = [5, 5, 7, 16]
+    q, k, v = (torch.randn(sum(seq_lens), 4, 16) for _ in range(3))
+    got = segment_attention(q, k, v, seq_lens, scale=0.25, backend="flex")
+    torch.testing.assert_close(got, _reference(q, k, v, seq_lens, 0.25), atol=1e-5, rtol=1e-5)
