@@ -121,3 +121,24 @@ def test_pruning_keeps_min_tokens_for_static_frames():
     mask = pruning_mask(pixels, torch.tensor([[3, 4, 4]]), torch.tensor([2]), min_tokens=1)
     assert mask.view(3, 4).sum(-1).tolist() == [4, 1, 1]
     assert mask.view(3, 4)[1:, 0].all()
+
+
+def test_training_loss_and_gradient_checkpointing():
+    """Labels follow the pruned sequence; activation checkpointing changes memory, not the gradients."""
+    from conftest import FIXTURE_MODEL
+    from videollama3 import VideoLLaMA3ForCausalLM
+
+    _, inputs, _ = load_case("video_static_pruned")
+    labels = inputs["input_ids"].clone()
+    labels[labels == 488] = -100
+    grads = []
+    for checkpointing in (False, True):
+        model = VideoLLaMA3ForCausalLM.from_pretrained(FIXTURE_MODEL).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            assert model.vision_encoder.gradient_checkpointing
+        loss = model(**inputs, labels=labels).loss
+        loss.backward()
+        grads.append((loss.detach(), model.vision_encoder.embeddings.patch_embedding.weight.grad.clone()))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-6, rtol=1e-5)
