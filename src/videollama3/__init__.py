@@ -18,6 +18,7 @@ from .errors import (
     VideoLLaMA3Error,
 )
 from .modeling import VideoLLaMA3ForCausalLM
+from .processing import VideoLLaMA3ImageProcessor, VideoLLaMA3Processor
 
 __version__ = "0.1.0"
 
@@ -29,10 +30,8 @@ def _register_auto_classes() -> None:
 
     AutoConfig.register(MODEL_TYPE, VideoLLaMA3Config, exist_ok=True)
     AutoModelForCausalLM.register(VideoLLaMA3Config, VideoLLaMA3ForCausalLM, exist_ok=True)
-    try:
-        from .processing import register_auto_classes
-    except ImportError:  # processor not available
-        return
+    from .processing import register_auto_classes
+
     register_auto_classes()
 
 
@@ -47,6 +46,8 @@ __all__ = [
     "MediaNotFoundError",
     "VideoLLaMA3Config",
     "VideoLLaMA3ForCausalLM",
+    "VideoLLaMA3ImageProcessor",
+    "VideoLLaMA3Processor",
     "VideoLLaMA3VisionConfig",
     "VideoLLaMA3Error",
 ]
