@@ -1,27 +1,15 @@
-"""Shared test helpers: the parity fixtures beside the checkout, and tiny random models."""
+"""Session fixtures shared by every test folder."""
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "parity"
-FIXTURE_MODEL = FIXTURES / "model"
-CASE_NAMES = sorted(p.name for p in (FIXTURES / "cases").iterdir()) if (FIXTURES / "cases").is_dir() else []
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def load_case(name: str) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    folder = FIXTURES / "cases" / name
-    return (
-        json.loads((folder / "case.json").read_text()),
-        load_file(folder / "inputs.safetensors"),
-        load_file(folder / "outputs.safetensors"),
-    )
+from parity_fixtures import FIXTURE_MODEL, FIXTURES  # noqa: E402
 
 
 @pytest.fixture(scope="session")

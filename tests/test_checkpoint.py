@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from conftest import FIXTURE_MODEL, load_case
+from parity_fixtures import FIXTURE_MODEL, load_case
 from videollama3 import CheckpointError, VideoLLaMA3Config, VideoLLaMA3ForCausalLM
 from videollama3.checkpoint import convert_checkpoint
 from videollama3.cli import main as cli_main

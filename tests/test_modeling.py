@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import CASE_NAMES, load_case
+from parity_fixtures import CASE_NAMES, load_case
 from videollama3.errors import InputError
 from videollama3.pruning import pruning_mask
 from videollama3.vision_encoder import merge_tokens
@@ -125,7 +125,7 @@ def test_pruning_keeps_min_tokens_for_static_frames():
 
 def test_training_loss_and_gradient_checkpointing():
     """Labels follow the pruned sequence; activation checkpointing changes memory, not the gradients."""
-    from conftest import FIXTURE_MODEL
+    from parity_fixtures import FIXTURE_MODEL
     from videollama3 import VideoLLaMA3ForCausalLM
 
     _, inputs, _ = load_case("video_static_pruned")

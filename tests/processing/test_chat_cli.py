@@ -7,8 +7,8 @@ import json
 
 import pytest
 import torch
+from vl3_media import FIXTURE_MODEL, FIXTURES
 
-from conftest import FIXTURE_MODEL, FIXTURES
 from videollama3.cli import main
 
 pytest.importorskip("videollama3.modeling")

@@ -6,8 +6,8 @@ import json
 
 import pytest
 from transformers import Qwen2Tokenizer
+from vl3_media import CASE_NAMES, FIXTURE_MODEL, FIXTURES
 
-from conftest import CASE_NAMES, FIXTURE_MODEL, FIXTURES
 from videollama3.processing import VideoLLaMA3Processor, render_conversation
 from videollama3.processing.chat_template import DEFAULT_SYSTEM_PROMPT, format_time
 

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from vl3_media import make_png_header
+from vl3_media import FIXTURES, load_case, make_png_header
 
-from conftest import FIXTURES, load_case
 from videollama3.errors import MediaError, MediaNotFoundError
 from videollama3.processing import ImageReader, VideoLLaMA3ImageProcessor, target_sizes
 from videollama3.processing.image import PixelNormalizer, as_rgb_array, patchify, write_patches

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from vl3_media import make_video
+from vl3_media import CASE_NAMES, FIXTURE_MODEL, FIXTURES, load_case, make_video
 
-from conftest import CASE_NAMES, FIXTURE_MODEL, FIXTURES, load_case
 from videollama3.errors import CheckpointError, ConversationError, MediaError, MediaNotFoundError
 from videollama3.processing import VideoLLaMA3ImageProcessor, VideoLLaMA3Processor
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from vl3_media import (
+    FIXTURES,
     decode_all,
     frame_pattern,
     make_audio_only,
@@ -18,7 +19,6 @@ from vl3_media import (
     reference_sampling,
 )
 
-from conftest import FIXTURES
 from videollama3.errors import MediaError, MediaNotFoundError
 from videollama3.processing import TqdmProgress, VideoSampling, load_video, plan_video
 from videollama3.processing.video import fps_filter_select, index_sampling, uniform_indices

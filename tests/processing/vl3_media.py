@@ -1,8 +1,13 @@
-"""Synthetic media for the processing tests (written with PyAV / Pillow, tiny and fast), and an
-independent oracle of the reference's ffmpeg frame sampling."""
+"""Helpers of the processing tests: the parity fixtures, synthetic media (written with PyAV / Pillow,
+tiny and fast), and an independent oracle of the reference's ffmpeg frame sampling.
+
+(A uniquely named module rather than ``conftest``: several test folders have a conftest.py, and
+``from conftest import ...`` resolves to whichever was imported first.)
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 import zlib
@@ -12,6 +17,22 @@ from pathlib import Path
 import av
 import numpy as np
 from PIL import Image
+from safetensors.torch import load_file
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "parity"
+FIXTURE_MODEL = FIXTURES / "model"
+CASE_NAMES = sorted(p.name for p in (FIXTURES / "cases").iterdir()) if (FIXTURES / "cases").is_dir() else []
+
+
+def load_case(name: str) -> tuple[dict, dict, dict]:
+    """(case.json, inputs.safetensors, outputs.safetensors) of a fixture case."""
+    folder = FIXTURES / "cases" / name
+    return (
+        json.loads((folder / "case.json").read_text()),
+        load_file(folder / "inputs.safetensors"),
+        load_file(folder / "outputs.safetensors"),
+    )
 
 
 def frame_pattern(i: int, height: int, width: int) -> np.ndarray:

@@ -761,7 +761,7 @@ class VideoLLaMA3Processor:
         pixel_values: torch.Tensor,
         grid_sizes: torch.Tensor,
         merge_sizes: torch.Tensor,
-        frames_per_chunk: int = 16,
+        frames_per_chunk: int = 8,
     ) -> torch.Tensor:
         """The Differential Frame Pruner's keep-mask (``pruning.item_pruning_mask``), one bool per merged token.
 
