@@ -1,0 +1,107 @@
+"""Run a recipe: its stages back to back, each from the previous stage's output.
+
+A stage whose final model already exists is skipped (so re-running a recipe after a failure in stage 3
+resumes stage 3 from its latest checkpoint), unless ``overwrite`` is set: the stage then starts afresh
+(its old final model and checkpoints are deleted).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+from .distributed import DistEnv, barrier, destroy_distributed, init_distributed
+from .recipe import InitConfig, Recipe
+from .trainer import StageResult, StageTrainer, StepCallback
+
+
+def synthetic_dir(recipe: Recipe) -> Path:
+    return Path(recipe.output_dir) / "synthetic"
+
+
+def prepare_synthetic(recipe: Recipe, env: DistEnv) -> None:
+    """Write the tiny world of a ``synthetic`` recipe once (main rank), then let everyone proceed."""
+    from .synthetic import build_tiny_world
+
+    folder = synthetic_dir(recipe)
+    if env.is_main and not all((folder / p).is_dir() for p in ("base/llm", "base/siglip", "data")):
+        print(f"writing the synthetic base models and data to {folder}", flush=True)
+        build_tiny_world(folder, num_samples=recipe.synthetic.num_samples, seed=recipe.synthetic.seed)
+    barrier(env)
+
+
+def resolve_init(recipe: Recipe, index: int, env: DistEnv) -> Path:
+    """The checkpoint folder stage ``index`` starts from (assembling it from an LLM + encoder if needed)."""
+    from ..checkpoint import resolve_checkpoint_dir
+
+    stage = recipe.stages[index]
+    init: InitConfig = recipe.stage_init(index)
+    if init.checkpoint is not None:
+        path = Path(init.checkpoint)
+        if index > 0 and stage.init is None and not path.is_dir():
+            raise ConfigError(
+                f"stage {stage.name} starts from {path}, the output of stage {recipe.stages[index - 1].name}, "
+                "which does not exist yet: run that stage first"
+            )
+        return resolve_checkpoint_dir(init.checkpoint)
+    if init.llm is None or init.vision_encoder is None:
+        raise ConfigError(f"stage {stage.name}: init needs `checkpoint`, or both `llm` and `vision_encoder`")
+    target = recipe.stage_dir(stage) / "init"
+    if env.is_main and not target.is_dir():
+        from .initialize import build_initial_checkpoint
+
+        dtype = torch.bfloat16 if stage.train.precision == "bf16" else torch.float32
+        print(f"[{stage.name}] assembling {target} from {init.llm} + {init.vision_encoder}", flush=True)
+        build_initial_checkpoint(
+            init.llm,
+            init.vision_encoder,
+            target,
+            projector_type=init.projector_type,
+            processor=init.processor,
+            dtype=dtype,
+            seed=recipe.seed,
+        )
+    barrier(env)
+    return target
+
+
+def run_recipe(
+    recipe: Recipe,
+    stages: list[str] | None = None,
+    overwrite: bool = False,
+    callbacks: list[StepCallback] | None = None,
+) -> list[StageResult]:
+    """Train the recipe's stages (all, or the named ones) in order; return what each stage did."""
+    names = [s.name for s in recipe.stages]
+    unknown = sorted(set(stages or []) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {unknown}; the recipe has {names}")
+    env = init_distributed()
+    results = []
+    try:
+        if recipe.synthetic is not None:
+            prepare_synthetic(recipe, env)
+        for index, stage in enumerate(recipe.stages):
+            if stages and stage.name not in stages:
+                continue
+            output = recipe.stage_output(stage)
+            if output.is_dir():
+                if not overwrite:
+                    if env.is_main:
+                        print(
+                            f"[{stage.name}] already trained ({output}); skipping (--overwrite to retrain)", flush=True
+                        )
+                    continue
+                if env.is_main:  # a fresh start: neither the old model nor its checkpoints
+                    shutil.rmtree(output)
+                    shutil.rmtree(recipe.stage_dir(stage) / "checkpoints", ignore_errors=True)
+                barrier(env)
+            init = resolve_init(recipe, index, env)
+            trainer = StageTrainer(stage, init, recipe.stage_dir(stage), recipe.seed, env, callbacks)
+            results.append(trainer.train())
+    finally:
+        destroy_distributed()
+    return results

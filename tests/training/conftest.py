@@ -1,0 +1,33 @@
+"""Shared fixtures of the training tests: a tiny synthetic world (base models, data, initial checkpoint)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from train_helpers import FIXTURE_MODEL
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory) -> dict[str, Path]:
+    """The tiny world of the ``tiny`` recipe (12 samples per file) and a stage-1 checkpoint assembled from it.
+
+    Keys: ``llm``, ``siglip``, ``data``, ``captions``, ``vqa``, ``video``, ``text`` and ``init`` (fp32).
+    """
+    from videollama3.training.initialize import build_initial_checkpoint
+    from videollama3.training.synthetic import build_tiny_world
+
+    root = tmp_path_factory.mktemp("tiny_world")
+    paths = build_tiny_world(root, num_samples=12, seed=0)
+    paths["init"] = build_initial_checkpoint(paths["llm"], paths["siglip"], root / "init", dtype=torch.float32)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def fixture_processor():
+    from videollama3.processing import VideoLLaMA3Processor
+
+    if not FIXTURE_MODEL.is_dir():
+        pytest.skip(f"parity fixtures not found at {FIXTURE_MODEL}")
+    return VideoLLaMA3Processor.from_pretrained(FIXTURE_MODEL)
