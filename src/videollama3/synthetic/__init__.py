@@ -1,0 +1,37 @@
+"""A synthetic visual world, a small VideoLLaMA3 trained on it and shipped with the package, and its benchmark.
+
+- :mod:`.world`: scenes as data (objects on a grid, words, bar charts; videos with timed events),
+  deterministic by seed;
+- :mod:`.render`: pixels (Pillow) and H.264 videos (PyAV);
+- :mod:`.tasks`: captions, question-answer pairs (open and multiple choice) and text-only instructions,
+  with exact scoring;
+- :mod:`.writer`: datasets in the official training annotation format, and held-out benchmarks;
+- :mod:`.model`: the tokenizer (byte-level BPE) and the randomly initialised small model;
+- :mod:`.benchmark`: the ``synthetic`` evaluation benchmark and :func:`evaluate`.
+
+``videollama3 synth`` writes datasets and benchmarks, ``videollama3 train synthetic`` trains the bundled
+model, ``videollama3 demo`` shows it at work. See docs/experiments.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BUNDLED_MODEL_NAME = "synthetic-model"
+
+
+def default_model_path() -> Path:
+    """The checkpoint folder of the small model bundled with the package (the default of chat and demo)."""
+    from importlib import resources
+
+    return Path(str(resources.files("videollama3") / "assets" / BUNDLED_MODEL_NAME))
+
+
+def evaluate(model_dir=None, n: int = 200, seed: int = 0, **kwargs):
+    """Accuracy per task of a model on the held-out synthetic benchmark; see :func:`.benchmark.evaluate`."""
+    from .benchmark import evaluate as _evaluate
+
+    return _evaluate(model_dir, n, seed, **kwargs)
+
+
+__all__ = ["BUNDLED_MODEL_NAME", "default_model_path", "evaluate"]

@@ -1,0 +1,135 @@
+"""Captions and questions say what is true of the scene, and scoring accepts what a model may write."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from videollama3.synthetic import tasks, world
+from videollama3.synthetic.tasks import QA, score
+
+
+def _questions(seed, n, video=False):
+    for i in range(n):
+        rng = tasks.qa_rng(seed, i, 0)
+        if video:
+            scene = world.sample_video_scene(seed, i)
+            yield scene, tasks.video_questions(scene, rng)
+        else:
+            scene = world.sample_image_scene(seed, i)
+            yield scene, tasks.image_questions(scene, rng)
+
+
+def test_every_image_task_is_asked_and_answers_are_true():
+    seen = set()
+    for scene, questions in _questions(1, 150):
+        assert questions
+        for qa in questions:
+            seen.add(qa.task)
+            if qa.options:
+                assert qa.answer in tasks.LETTERS[: len(qa.options)]
+                assert len(set(qa.options)) == len(qa.options)
+            if qa.question == "How many objects are there?" and not qa.options:
+                assert qa.answer == str(len(scene.shapes))
+            if qa.task == "text" and not qa.options:
+                assert qa.answer == scene.text.word
+            if qa.task == "chart_value" and not qa.options:
+                label = qa.question.split("bar ")[1].split()[0].rstrip("?")
+                assert qa.answer == str(scene.chart.values[scene.chart.labels.index(label)])
+            if qa.task == "colour" and not qa.options:
+                shape = qa.question.rstrip("?").split()[-1]
+                (obj,) = [o for o in scene.shapes if o.shape == shape]
+                assert qa.answer == obj.colour
+    assert seen == set(tasks.IMAGE_TASKS)
+
+
+def test_every_video_task_is_asked_and_answers_are_true():
+    seen = set()
+    for scene, questions in _questions(2, 150, video=True):
+        for qa in questions:
+            seen.add(qa.task)
+            if qa.task == "when" and not qa.options:
+                assert qa.answer in {tasks.fmt_time(e.time) for e in scene.events}
+            if qa.task == "direction" and not qa.options:
+                assert qa.answer in {e.detail for e in scene.events if e.kind == "move"}
+            if qa.task == "times" and "blink" in qa.question:
+                name = qa.question.split("does ")[1].split(" blink")[0]
+                (track,) = [i for i in range(len(scene.tracks)) if scene.name(i) == name]
+                assert qa.answer == str(len(scene.track_events(track, "blink")))
+    assert seen == set(tasks.VIDEO_TASKS)
+
+
+def test_order_question_names_the_earlier_event():
+    for scene, questions in _questions(3, 100, video=True):
+        for qa in questions:
+            if qa.task == "order" and not qa.options:
+                first = qa.answer
+                times = {tasks.event_phrase(scene, e): e.time for e in scene.events}
+                other = qa.question.removeprefix("Which happens first: ").rstrip("?").split(" or ")
+                assert first in other and times[first] == min(times[o] for o in other)
+
+
+def test_captions_describe_everything():
+    for i in range(30):
+        scene = world.sample_image_scene(0, i)
+        caption = tasks.image_caption(scene)
+        for obj in scene.shapes:
+            assert f"{obj.colour} {obj.shape}" in caption
+        video = world.sample_video_scene(0, i)
+        caption = tasks.video_caption(video)
+        for e in video.events:
+            assert f"At {tasks.fmt_time(e.time)}" in caption
+        assert " a orange" not in caption and " a orange" not in tasks.image_caption(scene)
+
+
+def test_text_questions_are_right():
+    rng = np.random.default_rng(0)
+    for qa in tasks.text_questions(rng):
+        if qa.question.startswith("What is") and "plus" in qa.question:
+            a, b = (int(w.rstrip("?")) for w in qa.question.split() if w.rstrip("?").isdigit())
+            assert qa.answer == str(a + b)
+
+
+def test_balanced_selection_spreads_over_tasks():
+    for i in range(20):
+        scene = world.sample_image_scene(0, i, kind="shapes")
+        rng = np.random.default_rng(i)
+        questions = tasks.image_questions(scene, rng)
+        chosen = tasks.select_questions(questions, rng, 4)
+        assert len({q.task for q in chosen}) == min(4, len({q.task for q in questions}))
+
+
+@pytest.mark.parametrize(
+    ("answer", "options", "prediction", "right"),
+    [
+        ("red", [], "red", True),
+        ("red", [], "The answer is Red.", True),
+        ("red", [], "a red", True),
+        ("red", [], "reddish", False),
+        ("top left", [], "Top left.", True),
+        ("3", [], "3", True),
+        ("3", [], "There are 3.", True),
+        ("3", [], "13", False),
+        ("4.0s", [], "4.0s", True),
+        ("4.0s", [], "At 4 s", True),
+        ("4.0s", [], "5.0s", False),
+        ("the red circle appears", [], "The red circle appears.", True),
+        ("B", ["red", "blue", "green"], "B", True),
+        ("B", ["red", "blue", "green"], "(B) blue", True),
+        ("B", ["red", "blue", "green"], "b", True),
+        ("B", ["red", "blue", "green"], "blue", True),
+        ("B", ["red", "blue", "green"], "A", False),
+        ("A", ["a cat", "dog"], "a cat", True),
+        ("yes", [], "Yes", True),
+        ("yes", [], "", False),
+    ],
+)
+def test_score(answer, options, prediction, right):
+    assert score(QA("q", answer, "t", options), prediction) is right
+
+
+def test_multiple_choice_prompt_format():
+    qa = QA("What colour is the circle?", "B", "colour", ["red", "blue"])
+    assert qa.prompt == (
+        "What colour is the circle?\n(A) red\n(B) blue\nAnswer with the option's letter from the given choices directly."
+    )
