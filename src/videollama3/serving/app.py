@@ -1,0 +1,792 @@
+"""The FastAPI application: OpenAI-compatible routes, the front door, the web page, and model loading.
+
+``create_app(config)`` returns an app that starts answering at once: the model loads on a background
+thread and, until it is ready, model routes answer 503 (``/health`` says "loading"). Requests then go
+
+    front door (API key, body size) -> validation (pydantic, 400) -> admission (429 when full)
+    -> preparation on a thread pool (media, processor) -> the engine (continuous batching)
+    -> the request's own event queue -> JSON or server-sent events.
+
+Every error is OpenAI's error object with the right status, and none of them stops the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import VideoLLaMA3Error
+from .cache import FeatureCache, PrefixCache
+from .config import ServerConfig
+from .engine import Engine, Failed, Finished, PreparedPrompt, SamplingParams, SequenceHandle, TextDelta
+from .errors import APIError, bad_request, internal, not_found, timeout, too_large, too_many_requests, unauthorized
+from .errors import unavailable as unavailable_error
+from .media import MediaLimits, MediaResolver, UploadStore
+from .schemas import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ErrorResponse,
+    HealthResponse,
+    ModelCard,
+    ModelList,
+    UploadResponse,
+)
+from .service import GenerationDefaults, RequestPreparer, check_supported, sampling_params
+
+logger = logging.getLogger("videollama3.serving")
+
+# Routes anyone may call: the page and its assets, the health probe and the API description.
+PUBLIC_PATHS = ("/", "/health", "/openapi.json", "/favicon.ico")
+PUBLIC_PREFIXES = ("/static/",)
+UPLOAD_PATH = "/v1/uploads"
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "Invalid request (the message says why)",
+        401: "Missing or invalid API key",
+        404: "Unknown model or route",
+        413: "Request body or media too large",
+        429: "Too many concurrent requests",
+        503: "The model is loading",
+        504: "The request timed out",
+    }.items()
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Model loading and the runtime it produces
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    processor: Any
+
+
+def load_model(config: ServerConfig) -> LoadedModel:
+    """Load the checkpoint and its processor on the configured device and dtype."""
+    import torch
+
+    from ..modeling import VideoLLaMA3ForCausalLM
+    from ..processing import VideoLLaMA3Processor
+
+    if config.torch_threads:
+        # Process-wide. For small models, or when media decoding shares the cores, fewer intra-op
+        # threads than cores is much faster: idle OpenMP workers spin while the others wait for a core.
+        torch.set_num_threads(config.torch_threads)
+    device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if config.dtype == "auto":
+        use_bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
+        dtype = torch.bfloat16 if use_bf16 else torch.float32
+    else:
+        dtype = getattr(torch, config.dtype)
+    model = VideoLLaMA3ForCausalLM.from_pretrained(config.model, dtype=dtype).to(device).eval()
+    processor = VideoLLaMA3Processor.from_pretrained(config.model)
+    return LoadedModel(model, processor)
+
+
+class Runtime:
+    """What serving needs once the model is loaded: the engine, the request preparer and defaults."""
+
+    def __init__(self, config: ServerConfig, loaded: LoadedModel, resolver: MediaResolver):
+        model, processor = loaded.model, loaded.processor
+        self.model_name = config.model_name
+        self.created = int(time.time())
+        self.max_model_len = getattr(model.config, "max_position_embeddings", None)
+        self.defaults = GenerationDefaults.from_generation_config(getattr(model, "generation_config", None))
+        self.max_new_tokens = config.max_new_tokens
+        self.engine = Engine(
+            model,
+            processor.tokenizer,
+            max_batch_size=config.max_batch_size,
+            max_prefill_tokens=config.max_prefill_tokens,
+            feature_cache=FeatureCache(config.feature_cache_bytes) if config.feature_cache_bytes > 0 else None,
+            prefix_cache=PrefixCache(config.prefix_cache_bytes) if config.prefix_cache_bytes > 0 else None,
+            eos_token_ids=_eos_token_ids(model, processor.tokenizer),
+            max_model_len=self.max_model_len,
+        ).start()
+        max_prompt = config.max_prompt_tokens or self.max_model_len or 2**31
+        self.preparer = RequestPreparer(
+            processor, resolver, max_visual_tokens=config.max_visual_tokens, max_prompt_tokens=max_prompt
+        )
+
+
+def _eos_token_ids(model, tokenizer) -> set[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), model.config):
+        eos = getattr(source, "eos_token_id", None)
+        ids.update([eos] if isinstance(eos, int) else (eos or []))
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
+        ids.add(im_end)  # the chat turn's end: an answer stops there even if the config names another EOS
+    return ids
+
+
+@dataclass
+class ServerState:
+    """Everything the routes share (lives on ``app.state.server``); touched from the event loop only."""
+
+    config: ServerConfig
+    api_key: str | None
+    runtime: Runtime | None = None
+    load_error: str | None = None
+    in_flight: int = 0
+    executor: ThreadPoolExecutor | None = None
+    resolver: MediaResolver | None = None
+    uploads: UploadStore | None = None
+    work_dir: Path | None = None
+    loader_thread: threading.Thread | None = None
+    closing: bool = field(default=False)
+
+    def require_runtime(self) -> Runtime:
+        if self.runtime is not None:
+            return self.runtime
+        if self.load_error is not None:
+            raise unavailable_error(f"The model failed to load: {self.load_error}", code="model_load_failed")
+        raise unavailable_error("The model is loading; retry shortly.")
+
+    @contextlib.contextmanager
+    def admission(self):
+        """Count one in-flight request; 429 when ``max_concurrent_requests`` are already in flight."""
+        if self.in_flight >= self.config.max_concurrent_requests:
+            raise too_many_requests(
+                f"The server is busy ({self.in_flight} requests in flight, limit "
+                f"{self.config.max_concurrent_requests}); retry shortly."
+            )
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Front door: API key and body size, before any body is read
+# --------------------------------------------------------------------------------------------------
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class FrontDoor:
+    """Pure ASGI middleware: Bearer authentication and request-body limits, checked before the app runs.
+
+    Authentication happens before the body is read, so an unauthenticated client cannot make the server
+    parse anything. The body limit is checked against Content-Length and again while the body streams
+    in (chunked uploads have no Content-Length).
+    """
+
+    def __init__(self, app, state: ServerState):
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        key = self.state.api_key
+        if key and not _is_public(path) and not _authorized(scope, key):
+            return await _send_error(send, unauthorized())
+        limit = self.state.config.max_media_bytes if path == UPLOAD_PATH else self.state.config.max_body_bytes
+        length = _header(scope, b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                return await _send_error(send, bad_request("Invalid Content-Length header."))
+            if int(length) > limit:
+                return await _send_error(send, too_large(f"The request body is {length} bytes; the limit is {limit}."))
+
+        received = 0
+        exceeded = False
+        started = False
+
+        async def limited_receive():
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    exceeded = True
+                    raise _BodyTooLarge()
+            return message
+
+        async def guarded_send(message):
+            nonlocal started
+            if exceeded:
+                # The app caught the error while reading the body (FastAPI answers 400 "error parsing
+                # the body"); the client gets the 413 below instead.
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        with contextlib.suppress(_BodyTooLarge):
+            await self.app(scope, limited_receive, guarded_send)
+        if exceeded and not started:
+            await _send_error(send, too_large(f"The request body exceeds the limit of {limit} bytes."))
+
+
+def _is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1").strip()
+    return None
+
+
+def _authorized(scope, key: str) -> bool:
+    header = _header(scope, b"authorization") or ""
+    scheme, _, token = header.partition(" ")
+    # compare_digest: the time taken does not reveal how much of a guessed key was right.
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
+
+
+async def _send_error(send, error: APIError) -> None:
+    body = json.dumps(error.to_dict()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _error_response(error: APIError) -> JSONResponse:
+    return JSONResponse(error.to_dict(), status_code=error.status, headers=error.headers)
+
+
+# --------------------------------------------------------------------------------------------------
+# The app
+# --------------------------------------------------------------------------------------------------
+
+
+def create_app(
+    config: ServerConfig,
+    *,
+    loader: Callable[[ServerConfig], LoadedModel] = load_model,
+    on_load_error: Callable[[BaseException], None] | None = None,
+) -> FastAPI:
+    """Build the app. The model loads (with ``loader``) on a background thread when the app starts."""
+    config.validate()
+    state = ServerState(config=config, api_key=config.resolved_api_key())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        _start(state, loader, on_load_error)
+        try:
+            yield
+        finally:
+            _stop(state)
+
+    app = FastAPI(
+        title="VideoLLaMA3 server",
+        version=_version(),
+        description="OpenAI-compatible chat completions over images and videos.",
+        lifespan=lifespan,
+        docs_url=None,  # Swagger UI pulls scripts from a CDN; the OpenAPI schema stays at /openapi.json
+        redoc_url=None,
+    )
+    app.state.server = state
+    app.add_middleware(FrontDoor, state=state)
+    _install_error_handlers(app)
+    _add_api_routes(app, state)
+    if config.enable_web_page:
+        _add_page_routes(app)
+    return app
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _start(state: ServerState, loader, on_load_error) -> None:
+    config = state.config
+    state.work_dir = Path(tempfile.mkdtemp(prefix="videollama3-serve-"))
+    upload_root = Path(config.upload_dir) if config.upload_dir else state.work_dir / "uploads"
+    state.uploads = UploadStore(upload_root, config.max_upload_dir_bytes, config.max_media_bytes)
+    limits = MediaLimits(
+        media_root=Path(config.media_root) if config.media_root else None,
+        allow_remote=config.allow_remote_media,
+        max_media_bytes=config.max_media_bytes,
+        max_video_seconds=config.max_video_seconds,
+        max_frames=config.max_frames,
+    )
+    state.resolver = MediaResolver(limits, state.uploads, state.work_dir / "requests")
+    state.executor = ThreadPoolExecutor(config.preprocess_workers, thread_name_prefix="videollama3-prepare")
+
+    def load() -> None:
+        started = time.monotonic()
+        try:
+            loaded = loader(config)
+            runtime = Runtime(config, loaded, state.resolver)
+        except BaseException as exc:  # noqa: BLE001 - reported through /health and on_load_error
+            logger.exception("loading %s failed", config.model)
+            state.load_error = f"{type(exc).__name__}: {exc}"
+            if on_load_error is not None:
+                on_load_error(exc)
+            return
+        if state.closing:
+            runtime.engine.shutdown()
+            return
+        state.runtime = runtime
+        logger.info("model %s ready in %.1f s", runtime.model_name, time.monotonic() - started)
+
+    state.loader_thread = threading.Thread(target=load, name="videollama3-loader", daemon=True)
+    state.loader_thread.start()
+
+
+def _stop(state: ServerState) -> None:
+    state.closing = True
+    if state.runtime is not None:
+        state.runtime.engine.shutdown()
+    if state.executor is not None:
+        state.executor.shutdown(wait=False, cancel_futures=True)
+    if state.work_dir is not None:
+        shutil.rmtree(state.work_dir, ignore_errors=True)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError):
+        return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        errors = _readable_errors(exc.errors())
+        shown = [f"{where}: {msg}" if where else msg for where, msg in errors[:5]]
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        param = next((where for where, _ in errors if where), None)
+        return _error_response(bad_request("Invalid request: " + "; ".join(shown) + more, param=param))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 404:
+            return _error_response(not_found(f"No route {request.method} {request.url.path}."))
+        error = APIError(exc.status_code, str(exc.detail), type="invalid_request_error")
+        if exc.status_code == 405:
+            error.code = "method_not_allowed"
+        return _error_response(error)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error_response(internal())
+
+
+_SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string"},
+        "data": {
+            "type": "string",
+            "description": "a ChatCompletionChunk as JSON, an error object as JSON, or [DONE] (the last event)",
+        },
+    },
+    "required": ["data"],
+}
+
+# Discriminator values pydantic puts in error locations (messages by role, content parts by type).
+_UNION_TAGS = frozenset({"system", "developer", "user", "assistant", "text", "image_url", "video_url"})
+
+
+def _readable_errors(errors) -> list[tuple[str, str]]:
+    """pydantic errors -> (field path, message), without union-branch noise.
+
+    pydantic reports a ``str | list[...]`` field that failed as a list once per branch ("should be a
+    valid string" and the real problem inside the list) and names branches in the location
+    (``messages.0.user.content.list[tagged-union[...]].0``); clients want ``messages[0].content[0]``.
+    """
+    cleaned = []
+    for err in errors:
+        loc = list(err.get("loc", ()))
+        path = []
+        for i, part in enumerate(loc):
+            if part == "body" and i == 0:
+                continue
+            if isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool") or part[:1].isupper()):
+                continue  # a union branch or a model name
+            if isinstance(part, str) and part in _UNION_TAGS and i > 0 and isinstance(loc[i - 1], int):
+                continue  # the discriminator value after a list index
+            path.append(f"[{part}]" if isinstance(part, int) else f".{part}")
+        where = "".join(path).lstrip(".")  # messages[0].content[1].image_url, as in the other errors
+        cleaned.append((where, str(err.get("msg", "invalid value")), str(err.get("type", ""))))
+    deeper = [
+        (where, msg)
+        for where, msg, kind in cleaned
+        # A wrong-type error of one branch hides nothing when another branch went deeper into the field.
+        if not (kind.endswith("_type") and any(o != where and o.startswith(where) for o, _, _ in cleaned))
+    ]
+    return list(dict.fromkeys(deeper or [(w, m) for w, m, _ in cleaned]))
+
+
+def _add_api_routes(app: FastAPI, state: ServerState) -> None:
+    @app.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+    async def health():
+        name = state.config.model_name
+        if state.runtime is not None:
+            return HealthResponse(status="ok", model=name)
+        status = "error" if state.load_error else "loading"
+        body = HealthResponse(status=status, model=name, detail=state.load_error)
+        return JSONResponse(body.model_dump(), status_code=503)
+
+    @app.get("/v1/models", response_model=ModelList, responses=_ERROR_RESPONSES)
+    async def list_models():
+        runtime = state.require_runtime()
+        return ModelList(data=[_model_card(runtime)])
+
+    @app.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=_ERROR_RESPONSES)
+    async def get_model(model_id: str):
+        runtime = state.require_runtime()
+        if model_id != runtime.model_name:
+            raise _unknown_model(model_id, runtime)
+        return _model_card(runtime)
+
+    @app.get("/stats", responses=_ERROR_RESPONSES)
+    async def stats():
+        """Engine and cache counters (for monitoring and tests)."""
+        runtime = state.require_runtime()
+        engine = runtime.engine
+        features = engine.feature_cache.stats() if engine.feature_cache is not None else None
+        prefixes = engine.prefix_cache.stats() if engine.prefix_cache is not None else None
+        return {
+            "in_flight": state.in_flight,
+            "waiting": engine.num_waiting,
+            "running": engine.num_running,
+            "engine": asdict(engine.stats),
+            "feature_cache": asdict(features) if features is not None else None,
+            "prefix_cache": asdict(prefixes) if prefixes is not None else None,
+        }
+
+    @app.post(
+        UPLOAD_PATH,
+        response_model=UploadResponse,
+        responses=_ERROR_RESPONSES,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                "description": "the raw bytes of an image or a video; Content-Type image/* or video/* "
+                "(or application/octet-stream), optional X-Filename header",
+            }
+        },
+    )
+    async def upload(request: Request):
+        """Store an image or a video; refer to it in messages by the returned ``url`` (``upload://<id>``)."""
+        state.require_runtime()
+        content_type = request.headers.get("content-type", "application/octet-stream")
+        if not content_type.lower().startswith(("image/", "video/", "application/octet-stream")):
+            raise bad_request(f"Uploads must be image/* or video/* (got Content-Type {content_type!r}).")
+        data = await request.body()
+        loop = asyncio.get_running_loop()
+        info = await loop.run_in_executor(
+            state.executor, state.uploads.save, data, content_type, request.headers.get("x-filename")
+        )
+        return UploadResponse(**info)
+
+    @app.post(
+        "/v1/chat/completions",
+        response_model=ChatCompletionResponse,
+        responses={
+            **_ERROR_RESPONSES,
+            200: {
+                "description": "The completion (JSON), or with stream=true server-sent events, each "
+                "`data: <ChatCompletionChunk>`, ending with `data: [DONE]`",
+                "content": {
+                    "text/event-stream": {
+                        # Each server-sent event (OpenAPI 3.2's way to describe the items of a stream).
+                        "itemSchema": _SSE_EVENT_SCHEMA,
+                    }
+                },
+            },
+        },
+    )
+    async def chat_completions(body: ChatCompletionRequest, request: Request):
+        runtime = state.require_runtime()
+        if body.model != runtime.model_name:
+            raise _unknown_model(body.model, runtime)
+        check_supported(body)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + state.config.request_timeout
+        admission = state.admission()
+        admission.__enter__()
+        try:
+            try:
+                prompt = await asyncio.wait_for(
+                    loop.run_in_executor(state.executor, runtime.preparer.prepare, body),
+                    state.config.request_timeout,
+                )
+            except asyncio.TimeoutError:
+                raise timeout("Preparing the request's media took longer than the request timeout.") from None
+            params = sampling_params(
+                body,
+                prompt.num_tokens,
+                defaults=runtime.defaults,
+                max_new_tokens=runtime.max_new_tokens,
+                max_model_len=runtime.max_model_len,
+            )
+            completion = _Completion(runtime, prompt, params, deadline, stream=bool(body.stream))
+            if body.stream:
+                include_usage = bool(body.stream_options and body.stream_options.include_usage)
+                # The response owns the admission slot from here: released when it is done being sent.
+                response = _EventStreamResponse(completion.stream(include_usage), completion, admission)
+                admission = None
+                return response
+            return await completion.collect(request)
+        finally:
+            if admission is not None:
+                admission.__exit__(None, None, None)
+
+
+def _unknown_model(model: str, runtime: Runtime) -> APIError:
+    return not_found(
+        f"The model {model!r} does not exist on this server (it serves {runtime.model_name!r}).",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def _model_card(runtime: Runtime) -> ModelCard:
+    return ModelCard(id=runtime.model_name, created=runtime.created, max_model_len=runtime.max_model_len)
+
+
+def _api_error_of(error: BaseException) -> APIError:
+    if isinstance(error, APIError):
+        return error
+    if isinstance(error, VideoLLaMA3Error):
+        return bad_request(str(error))
+    logger.error("generation failed: %r", error)
+    return internal()
+
+
+class _Completion:
+    """One chat completion in flight: its engine sequences and the queue their events arrive on."""
+
+    def __init__(
+        self, runtime: Runtime, prompt: PreparedPrompt, params: list[SamplingParams], deadline: float, stream: bool
+    ):
+        self.runtime = runtime
+        self.prompt = prompt
+        self.deadline = deadline
+        self.id = f"chatcmpl-{secrets.token_hex(12)}"
+        self.created = int(time.time())
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+        self.handles: list[SequenceHandle] = []
+        for index, p in enumerate(params):
+            emit = self._streaming_emit(index) if stream else self._collecting_emit(index)
+            self.handles.append(runtime.engine.submit(prompt, p, emit))
+
+    # Events cross from the engine thread to this request's own queue (no shared queue, no misrouting).
+    def _streaming_emit(self, index: int):
+        def emit(event) -> None:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, (index, event))
+
+        return emit
+
+    def _collecting_emit(self, index: int):
+        # Non-streamed answers gather text on the engine thread and wake the event loop once per choice.
+        parts: list[str] = []
+
+        def emit(event) -> None:
+            if isinstance(event, TextDelta):
+                parts.append(event.text)
+            else:
+                self.loop.call_soon_threadsafe(self.queue.put_nowait, (index, (event, "".join(parts))))
+
+        return emit
+
+    def cancel(self) -> None:
+        for handle in self.handles:
+            handle.cancel()
+
+    async def _next(self) -> tuple[int, Any]:
+        """The next event, or ``asyncio.TimeoutError`` once the request's deadline has passed."""
+        remaining = self.deadline - self.loop.time()
+        if remaining <= 0:
+            raise asyncio.TimeoutError
+        return await asyncio.wait_for(self.queue.get(), remaining)
+
+    def _usage(self, completion_tokens: int) -> dict:
+        prompt_tokens = self.prompt.num_tokens
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0, "visual_tokens": self.prompt.visual_tokens},
+        }
+
+    async def collect(self, request: Request) -> JSONResponse:
+        choices: dict[int, dict] = {}
+        completion_tokens = 0
+        try:
+            while len(choices) < len(self.handles):
+                remaining = self.deadline - self.loop.time()
+                if remaining <= 0:
+                    raise timeout("The request did not complete within the server's request timeout.")
+                try:
+                    # Wake up every second to notice a client that went away.
+                    index, (event, text) = await asyncio.wait_for(self.queue.get(), min(remaining, 1.0))
+                except asyncio.TimeoutError:
+                    if await request.is_disconnected():  # nobody to answer: free the batch slots
+                        self.cancel()
+                        return JSONResponse({}, status_code=499)
+                    continue
+                if isinstance(event, Failed):
+                    raise _api_error_of(event.error)
+                completion_tokens += event.completion_tokens
+                choices[index] = {
+                    "index": index,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": event.reason,
+                    "logprobs": None,
+                }
+        finally:
+            self.cancel()  # a no-op for finished sequences; stops the others after an error
+        body = {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.runtime.model_name,
+            "choices": [choices[i] for i in sorted(choices)],
+            "usage": self._usage(completion_tokens),
+            "system_fingerprint": None,
+        }
+        return JSONResponse(body)
+
+    def _chunk(self, choices: list[dict], usage: dict | None = None) -> str:
+        chunk = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.runtime.model_name,
+            "choices": choices,
+        }
+        if usage is not None:
+            chunk["usage"] = usage
+        return _sse(chunk)
+
+    def _render(self, index: int, event) -> str:
+        if isinstance(event, TextDelta):
+            return self._chunk([{"index": index, "delta": {"content": event.text}, "finish_reason": None}])
+        if isinstance(event, Finished):
+            return self._chunk([{"index": index, "delta": {}, "finish_reason": event.reason}])
+        return _sse(_api_error_of(event.error).to_dict())
+
+    async def stream(self, include_usage: bool) -> AsyncIterator[str]:
+        pending = len(self.handles)
+        completion_tokens = 0
+        try:
+            yield "".join(
+                self._chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+                for i in range(pending)
+            )
+            while pending:
+                try:
+                    events = [await self._next()]
+                except asyncio.TimeoutError:
+                    yield _sse(timeout("The request did not complete within the server's request timeout.").to_dict())
+                    break
+                while not self.queue.empty():  # send what has piled up in one write
+                    events.append(self.queue.get_nowait())
+                out = []
+                for index, event in events:
+                    out.append(self._render(index, event))
+                    if isinstance(event, (Finished, Failed)):
+                        pending -= 1
+                        if isinstance(event, Finished):
+                            completion_tokens += event.completion_tokens
+                yield "".join(out)
+            if include_usage and not pending:
+                yield self._chunk([], self._usage(completion_tokens))
+            yield "data: [DONE]\n\n"
+        finally:
+            self.cancel()
+
+
+def _sse(payload: dict) -> str:
+    """One server-sent event (compact JSON: streams are many small events)."""
+    return "data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")) + "\n\n"
+
+
+class _EventStreamResponse(StreamingResponse):
+    """Server-sent events whose completion is cancelled and admission slot released however sending ends.
+
+    A generator's ``finally`` does not run if the client leaves before the first chunk is sent (the
+    generator never started), so the cleanup lives here, around the whole response.
+    """
+
+    def __init__(self, events: AsyncIterator[str], completion: _Completion, admission):
+        super().__init__(
+            events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+        self._completion = completion
+        self._admission = admission
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._completion.cancel()
+            self._admission.__exit__(None, None, None)
+
+
+# --------------------------------------------------------------------------------------------------
+# The web page
+# --------------------------------------------------------------------------------------------------
+
+_PAGE_HEADERS = {
+    # The page only talks to this server; inline scripts, frames and foreign origins are refused.
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; "
+        "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+_STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
+
+
+def _static(name: str) -> bytes:
+    return resources.files("videollama3.serving").joinpath("static").joinpath(name).read_bytes()
+
+
+def _add_page_routes(app: FastAPI) -> None:
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return HTMLResponse(_static("index.html"), headers=_PAGE_HEADERS)
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str):
+        suffix = Path(name).suffix
+        if name not in ("app.js", "style.css") or suffix not in _STATIC_TYPES:
+            raise not_found(f"No static file {name!r}.")
+        return Response(_static(name), media_type=_STATIC_TYPES[suffix], headers=_PAGE_HEADERS)

@@ -1,0 +1,892 @@
+"""Continuous batching: one scheduler thread owns the model and decodes every active sequence together.
+
+Requests do not wait for each other. Each iteration of the scheduler
+
+1. admits waiting sequences while there are free slots (and the prefill token budget allows): their
+   visual features come from the :class:`~.cache.FeatureCache` or one vision-encoder call for all
+   missing items; prompts of similar length are prefilled together (left-padded) into a fresh KV
+   cache, which then joins a running batch (both left-padded to a common length);
+2. runs one decode step per running batch: one forward pass, one new token for every sequence. The
+   running sequences form a few batches of similar length rather than one, so that short chats are
+   not padded to the length of a long video prompt (see :meth:`Engine._place`);
+3. hands every sequence its new text through the sequence's own ``emit`` callback (never a shared
+   queue, so tokens cannot reach the wrong client) and drops finished or cancelled sequences from
+   their batch (rows of the KV cache are removed, and leading all-padding columns trimmed).
+
+The model is touched by this thread only, so no lock is held around forward passes. Decoding media and
+tokenising happen before :meth:`Engine.submit`, on other threads.
+
+Sampling (greedy, temperature, top-p, per-request seeds), stop strings and incremental detokenisation
+are per sequence: a sequence's output does not depend on what else is in the batch (beyond float
+round-off of padded batched matmuls).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+from ..errors import InputError
+from .cache import FeatureCache, PrefixCache, item_key, prefix_hashes
+from .errors import unavailable
+
+logger = logging.getLogger(__name__)
+
+GREEDY_TEMPERATURE = 1e-5  # temperatures at or below this are greedy decoding (OpenAI's temperature=0)
+PREFILL_PADDING_SLACK = 1.25  # a prefill group may hold at most 25% padding (see _length_groups)...
+PREFILL_MASKED_MAX_LENGTH = 1024  # ...and longer prompts are only grouped with prompts of their length
+DECODE_PADDING_SLACK = 1.5  # a decode batch may hold at most 50% padding... (see Engine._place)
+MAX_DECODE_BATCHES = 4  # ...unless that would need more than this many forward passes per step
+
+
+# --------------------------------------------------------------------------------------------------
+# What a request hands the engine, and what it gets back
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick tokens for one sequence and when to stop."""
+
+    max_new_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= GREEDY_TEMPERATURE
+
+
+@dataclass
+class PreparedPrompt:
+    """One processed prompt (the processor's output for one conversation, batch dimension removed).
+
+    Attributes:
+        input_ids: (L,) token ids, pruned (one ``<image>`` id per kept visual token).
+        pixel_values: (N, 588) patch rows of every item, or None for a text-only prompt.
+        grid_sizes: (n_items, 3) [t, h, w] in patches; merge_sizes: (n_items,).
+        compression_mask: (M,) bool, the Differential Frame Pruner's keep-mask over all visual tokens.
+        item_keys: content hash of each item (see :func:`~.cache.item_key`).
+        prefix_hashes: hashes of the prompt's block-aligned prefixes (see :func:`~.cache.prefix_hashes`).
+        visual_tokens: number of visual tokens in ``input_ids``.
+
+    ``item_keys`` and ``prefix_hashes`` are what the caches look up; :meth:`with_cache_keys` computes
+    them (hashing every patch: call it off the model thread, as the server's request preparation does).
+    """
+
+    input_ids: torch.Tensor
+    pixel_values: torch.Tensor | None = None
+    grid_sizes: torch.Tensor | None = None
+    merge_sizes: torch.Tensor | None = None
+    compression_mask: torch.Tensor | None = None
+    item_keys: tuple[str, ...] = ()
+    visual_tokens: int = 0
+    prefix_hashes: tuple[str, ...] | None = None
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.input_ids.numel())
+
+    def items(self) -> list[tuple[torch.Tensor, tuple[int, int, int], int]]:
+        """(patch rows, grid, merge size) of each visual item, in order."""
+        if self.pixel_values is None:
+            return []
+        grids = self.grid_sizes.reshape(-1, 3).tolist()
+        merges = self.merge_sizes.reshape(-1).tolist()
+        out, start = [], 0
+        for (t, h, w), m in zip(grids, merges):
+            n = t * h * w
+            out.append((self.pixel_values[start : start + n], (t, h, w), m))
+            start += n
+        if start != self.pixel_values.shape[0]:
+            raise InputError(
+                f"grid_sizes {grids} describe {start} patches but pixel_values has {self.pixel_values.shape[0]} rows"
+            )
+        return out
+
+    def kept_per_item(self) -> list[int]:
+        """Visual tokens each item keeps in the prompt (after frame pruning)."""
+        counts = [t * (h // m) * (w // m) for _, (t, h, w), m in self.items()]
+        if self.compression_mask is None:
+            return counts
+        return [int(part.sum()) for part in self.compression_mask.reshape(-1).split(counts)]
+
+    def with_cache_keys(self, image_token_id: int) -> PreparedPrompt:
+        """This prompt with ``item_keys`` and ``prefix_hashes`` filled in."""
+        if self.prefix_hashes is not None:
+            return self
+        keys = tuple(item_key(rows, grid, m) for rows, grid, m in self.items())
+        hashes = prefix_hashes(self.input_ids, image_token_id, keys, self.kept_per_item() if keys else ())
+        return dataclasses.replace(self, item_keys=keys, prefix_hashes=hashes)
+
+
+@dataclass
+class TextDelta:
+    """New text of a sequence (already checked against its stop strings)."""
+
+    text: str
+
+
+@dataclass
+class Finished:
+    """The sequence ended: ``reason`` is "stop" (EOS or a stop string) or "length"."""
+
+    reason: str
+    completion_tokens: int
+
+
+@dataclass
+class Failed:
+    """The sequence could not be completed; ``error`` says why."""
+
+    error: BaseException
+
+
+Event = TextDelta | Finished | Failed
+Emit = Callable[[Event], None]
+
+
+class SequenceHandle:
+    """The submitter's side of a sequence: lets it cancel (client gone, timeout)."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            self._engine._wake()
+
+
+# --------------------------------------------------------------------------------------------------
+# Text: incremental detokenisation and stop strings
+# --------------------------------------------------------------------------------------------------
+
+
+class IncrementalDetokenizer:
+    """Turns a growing list of token ids into text deltas, O(1) tokens decoded per step.
+
+    Decoding token by token is wrong for byte-level BPE (a character can span tokens) and for
+    tokenizers that merge spaces across tokens, so each step decodes a short window of recent tokens
+    and emits what it adds over the same window without the newest token; text ending in U+FFFD (an
+    incomplete UTF-8 sequence) is held back until the next tokens complete it.
+    """
+
+    def __init__(self, tokenizer, skip_special_tokens: bool = True):
+        self.tokenizer = tokenizer
+        self.skip_special_tokens = skip_special_tokens
+        self.ids: list[int] = []
+        self._prefix = 0  # start of the decoding window
+        self._read = 0  # tokens up to here have been emitted
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=self.skip_special_tokens)
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        prefix_text = self._decode(self.ids[self._prefix : self._read])
+        new_text = self._decode(self.ids[self._prefix :])
+        if len(new_text) > len(prefix_text) and not new_text.endswith("\ufffd"):
+            self._prefix, self._read = self._read, len(self.ids)
+            return new_text[len(prefix_text) :]
+        return ""
+
+    def flush(self) -> str:
+        """Whatever is still held back (an incomplete character is emitted as U+FFFD)."""
+        prefix_text = self._decode(self.ids[self._prefix : self._read])
+        new_text = self._decode(self.ids[self._prefix :])
+        self._prefix = self._read = len(self.ids)
+        return new_text[len(prefix_text) :]
+
+
+class StopMatcher:
+    """Finds the first stop string in streamed text, holding back text that may be the start of one.
+
+    Text that could still turn out to begin a stop string is never emitted, so a client never sees
+    part of a stop string, and the final text is the generated text cut before the first stop string,
+    exactly as in the non-streamed response.
+    """
+
+    def __init__(self, stops: Iterable[str]):
+        self.stops = tuple(s for s in stops if s)
+        self._pending = ""
+
+    def feed(self, text: str, final: bool = False) -> tuple[str, bool]:
+        """Returns (text safe to emit, whether a stop string was found)."""
+        if not self.stops:
+            return text, False
+        pending = self._pending + text
+        hits = [i for i in (pending.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            self._pending = ""
+            return pending[: min(hits)], True
+        hold = 0 if final else self._held_suffix(pending)
+        self._pending = pending[len(pending) - hold :] if hold else ""
+        return pending[: len(pending) - hold], False
+
+    def _held_suffix(self, text: str) -> int:
+        """Length of the longest suffix of ``text`` that is a proper prefix of a stop string."""
+        for n in range(min(len(text), max(len(s) for s in self.stops) - 1), 0, -1):
+            suffix = text[-n:]
+            if any(s.startswith(suffix) for s in self.stops):
+                return n
+        return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# The engine
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EngineStats:
+    submitted: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    prefill_batches: int = 0
+    decode_steps: int = 0
+    generated_tokens: int = 0
+    encoder_calls: int = 0
+    encoded_items: int = 0
+    max_running: int = 0
+
+
+@dataclass(eq=False)
+class _Sequence:
+    prompt: PreparedPrompt
+    params: SamplingParams
+    emit: Emit
+    handle: SequenceHandle
+    detokenizer: IncrementalDetokenizer
+    stops: StopMatcher
+    generator: torch.Generator | None = None
+    output_ids: list[int] = field(default_factory=list)
+    done: bool = False
+
+
+class _Batch:
+    """Sequences decoded together: one KV cache, left-padded to a common length.
+
+    Row b of every tensor belongs to ``seqs[b]``. ``last_tokens`` were sampled but are not in the cache
+    yet: the next decode step feeds them at ``positions``.
+    """
+
+    def __init__(self, seqs: list[_Sequence], cache: DynamicCache, mask: torch.Tensor, last_tokens: torch.Tensor):
+        self.seqs = seqs
+        self.cache = cache
+        self.mask = mask  # (B, T) 1 on real tokens
+        self.positions = mask.sum(-1)  # (B,) position of the next token fed to the model
+        self.last_tokens = last_tokens  # (B,)
+
+    @property
+    def length(self) -> int:
+        return self.mask.shape[1]
+
+    def padded_size(self, other: _Batch) -> tuple[int, int]:
+        """(padded tokens, real tokens) of this batch and ``other`` merged."""
+        rows = len(self.seqs) + len(other.seqs)
+        return max(self.length, other.length) * rows, int(self.mask.sum()) + int(other.mask.sum())
+
+    def extend(self, other: _Batch, config) -> None:
+        """Append ``other``'s rows (both left-padded to the longer length)."""
+        length = max(self.length, other.length)
+        layers = [
+            (
+                torch.cat([_pad_left(k0, length, 2), _pad_left(k1, length, 2)]),
+                torch.cat([_pad_left(v0, length, 2), _pad_left(v1, length, 2)]),
+            )
+            for (k0, v0, *_), (k1, v1, *_) in zip(self.cache, other.cache)
+        ]
+        self.cache = _make_cache(config, layers)
+        self.mask = torch.cat([_pad_left(self.mask, length, 1), _pad_left(other.mask, length, 1)])
+        self.positions = torch.cat([self.positions, other.positions])
+        self.last_tokens = torch.cat([self.last_tokens, other.last_tokens])
+        self.seqs = self.seqs + other.seqs
+
+    def keep(self, rows: list[int], config) -> None:
+        """Keep only these rows, then drop leading columns that are padding in every remaining row."""
+        if len(rows) == len(self.seqs):
+            return
+        index = torch.tensor(rows, device=self.mask.device, dtype=torch.long)
+        mask = self.mask.index_select(0, index)
+        real_columns = mask.any(0).nonzero()
+        start = int(real_columns[0]) if real_columns.numel() else 0
+        layers = [
+            (k.index_select(0, index)[:, :, start:], v.index_select(0, index)[:, :, start:]) for k, v, *_ in self.cache
+        ]
+        self.cache = _make_cache(config, layers)
+        self.mask = mask[:, start:]
+        self.positions = self.positions.index_select(0, index)
+        self.last_tokens = self.last_tokens.index_select(0, index)
+        self.seqs = [self.seqs[i] for i in rows]
+
+
+class Engine:
+    """Continuous-batching generation engine around a ``VideoLLaMA3ForCausalLM``.
+
+    Args:
+        model: the model, in eval mode, on its device.
+        tokenizer: used to detokenise outputs.
+        max_batch_size: most sequences decoded together.
+        max_prefill_tokens: prompt tokens admitted per scheduler iteration (at least one prompt is
+            always admitted), bounding how long a burst of arrivals stalls running sequences.
+        feature_cache: visual features by content hash; None disables it.
+        prefix_cache: KV caches of prompt prefixes already prefilled; None disables it.
+        eos_token_ids: token ids that end a sequence.
+        max_model_len: positions the model supports; a sequence stops ("length") when it reaches it.
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        max_batch_size: int = 32,
+        max_prefill_tokens: int = 16384,
+        feature_cache: FeatureCache | None = None,
+        prefix_cache: PrefixCache | None = None,
+        eos_token_ids: Iterable[int] = (),
+        max_model_len: int | None = None,
+    ):
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch_size = int(max_batch_size)
+        self.max_prefill_tokens = int(max_prefill_tokens)
+        self.feature_cache = feature_cache
+        self.prefix_cache = prefix_cache
+        self.eos_token_ids = frozenset(int(t) for t in eos_token_ids)
+        self.max_model_len = max_model_len or getattr(model.config, "max_position_embeddings", None)
+        self.image_token_id = int(model.config.image_token_index)
+        self.device = model.get_input_embeddings().weight.device
+        self.stats = EngineStats()
+
+        self._cond = threading.Condition()
+        self._waiting: deque[_Sequence] = deque()
+        # The running sequences, in a few batches of similar length (see _place).
+        self._batches: list[_Batch] = []
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ public API (any thread)
+    def start(self) -> Engine:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="videollama3-engine", daemon=True)
+            self._thread.start()
+        return self
+
+    def shutdown(self, timeout: float | None = 10.0) -> None:
+        """Stop the scheduler; sequences still waiting or running fail with a 503."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        # The loop fails what it held when it exits; this covers an engine that was never started.
+        self._fail_all(unavailable("The server is shutting down.", code="shutting_down"))
+
+    def submit(self, prompt: PreparedPrompt, params: SamplingParams, emit: Emit) -> SequenceHandle:
+        """Queue one sequence. ``emit`` is called on the engine thread and must not block."""
+        if params.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+        handle = SequenceHandle(self)
+        generator = None
+        if not params.greedy:
+            # Every sampled sequence has its own generator: its draws do not depend on its batch mates.
+            seed = params.seed if params.seed is not None else secrets.randbits(63)
+            generator = torch.Generator(device=self.device).manual_seed(int(seed) & (2**63 - 1))
+        seq = _Sequence(
+            prompt.with_cache_keys(self.image_token_id) if self.caching else prompt,
+            params,
+            emit,
+            handle,
+            IncrementalDetokenizer(self.tokenizer),
+            StopMatcher(params.stop),
+            generator,
+        )
+        with self._cond:
+            if self._stopping:
+                raise unavailable("The server is shutting down.", code="shutting_down")
+            self._waiting.append(seq)
+            self.stats.submitted += 1
+            self._cond.notify_all()
+        return handle
+
+    @property
+    def caching(self) -> bool:
+        return self.feature_cache is not None or self.prefix_cache is not None
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def num_running(self) -> int:
+        return sum(len(batch.seqs) for batch in self._batches)
+
+    @property
+    def _running(self) -> list[_Sequence]:
+        return [seq for batch in self._batches for seq in batch.seqs]
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ scheduler loop (engine thread)
+    def _loop(self) -> None:
+        with torch.inference_mode():
+            while True:
+                with self._cond:
+                    while not self._stopping and not self._waiting and not self._running:
+                        self._cond.wait()
+                    if self._stopping:
+                        break
+                    admitted = self._admit()
+                # Never let the loop die: a failing step fails the sequences it touched, and serving goes on.
+                try:
+                    self._drop_cancelled()
+                    if admitted:
+                        self._prefill(admitted)
+                except Exception as exc:
+                    logger.exception("engine step failed; failing %d running sequences", self.num_running)
+                    self._fail_running(exc)
+                for batch in list(self._batches):
+                    try:
+                        self._decode_step(batch)
+                    except Exception as exc:
+                        logger.exception("decode step failed; failing its %d sequences", len(batch.seqs))
+                        for seq in batch.seqs:
+                            if not seq.done:
+                                self._fail(seq, exc)
+                        self._batches.remove(batch)
+        self._fail_all(unavailable("The server is shutting down.", code="shutting_down"))
+
+    def _admit(self) -> list[_Sequence]:
+        """Pop waiting sequences that fit in the batch and the prefill budget (lock held)."""
+        admitted: list[_Sequence] = []
+        budget = self.max_prefill_tokens
+        running = self.num_running
+        while self._waiting and running + len(admitted) < self.max_batch_size:
+            seq = self._waiting[0]
+            if seq.handle.cancelled:
+                self._waiting.popleft()
+                self.stats.cancelled += 1
+                continue
+            if admitted and seq.prompt.num_tokens > budget:
+                break
+            budget -= seq.prompt.num_tokens
+            admitted.append(self._waiting.popleft())
+        return admitted
+
+    def _drop_cancelled(self) -> None:
+        for batch in self._batches:
+            keep = [i for i, seq in enumerate(batch.seqs) if not seq.handle.cancelled]
+            self.stats.cancelled += len(batch.seqs) - len(keep)
+            self._keep(batch, keep)
+
+    # ------------------------------------------------------------------ prefill
+    def _prefill(self, seqs: list[_Sequence]) -> None:
+        embeds: list[torch.Tensor | None] = [None] * len(seqs)
+        try:
+            embeds = self._prompt_embeddings(seqs)
+        except Exception:
+            # Find the culprit(s): embed one by one, so one bad prompt does not fail its batch mates.
+            for i, seq in enumerate(seqs):
+                try:
+                    embeds[i] = self._prompt_embeddings([seq])[0]
+                except Exception as exc:
+                    self._fail(seq, exc)
+        fresh = []
+        for seq, e in zip(seqs, embeds):
+            if e is None:
+                continue
+            cached = self.prefix_cache.lookup(seq.prompt.prefix_hashes) if self._prefix_cacheable(seq) else None
+            if cached is None:
+                fresh.append((seq, e))
+                continue
+            # Only the tokens after the cached prefix run through the model.
+            self._run_prefill(functools.partial(self._prefill_after_prefix, e, cached, seq), [seq])
+        for group in _length_groups(fresh):
+            group_seqs = [seq for seq, _ in group]
+            self._run_prefill(functools.partial(self._prefill_forward, [e for _, e in group], group_seqs), group_seqs)
+
+    def _prefix_cacheable(self, seq: _Sequence) -> bool:
+        return self.prefix_cache is not None and bool(seq.prompt.prefix_hashes)
+
+    def _run_prefill(self, forward: Callable[[], _Batch], seqs: list[_Sequence]) -> None:
+        """Run one prefill; remember the prompts' KV for later prefixes; hand out the first tokens."""
+        try:
+            state = forward()
+        except Exception as exc:
+            logger.exception("prefill of %d sequences failed", len(seqs))
+            for seq in seqs:
+                self._fail(seq, exc)
+            return
+        self.stats.prefill_batches += 1
+        for b, seq in enumerate(seqs):
+            if self._prefix_cacheable(seq) and not self.prefix_cache.contains(seq.prompt.prefix_hashes):
+                start = state.length - seq.prompt.num_tokens  # rows are left-padded
+                self.prefix_cache.store(
+                    seq.prompt.prefix_hashes, [(k[b, :, start:], v[b, :, start:]) for k, v, *_ in state.cache]
+                )
+        batch = self._place(state)
+        self._process_tokens(batch, seqs, state.last_tokens.tolist())
+
+    def _prompt_embeddings(self, seqs: Sequence[_Sequence]) -> list[torch.Tensor]:
+        """(L_i, H) input embeddings of each prompt, visual features in place of the ``<image>`` tokens."""
+        features = self._visual_features(seqs)
+        embed = self.model.get_input_embeddings()
+        out = []
+        for seq, feats in zip(seqs, features):
+            ids = seq.prompt.input_ids.reshape(-1).to(self.device)
+            emb = embed(ids)
+            is_image = ids == self.image_token_id
+            n_placeholders = int(is_image.sum())
+            n_features = 0 if feats is None else feats.shape[0]
+            if n_placeholders != n_features:
+                raise InputError(
+                    f"the prompt holds {n_placeholders} <image> tokens but its media give {n_features} visual tokens "
+                    "after frame pruning"
+                )
+            if feats is not None:
+                emb[is_image] = feats.to(emb.dtype)
+            out.append(emb)
+        return out
+
+    def _visual_features(self, seqs: Sequence[_Sequence]) -> list[torch.Tensor | None]:
+        """Kept visual features of each prompt, from the cache or one encoder call for all missing items."""
+        found: dict[object, torch.Tensor] = {}
+        missing: dict[object, tuple[torch.Tensor, tuple[int, int, int], int]] = {}
+        per_seq_keys: list[list[object]] = []
+        for seq in seqs:
+            items = seq.prompt.items()
+            cacheable = self.feature_cache is not None and len(seq.prompt.item_keys) == len(items)
+            # Without content hashes an item is only shared with itself: key it by (sequence, index).
+            keys: list[object] = list(seq.prompt.item_keys) if cacheable else [(id(seq), i) for i in range(len(items))]
+            per_seq_keys.append(keys)
+            for key, item in zip(keys, items):
+                if key in found or key in missing:
+                    continue
+                cached = self.feature_cache.get(key) if cacheable else None
+                if cached is not None:
+                    found[key] = cached
+                else:
+                    missing[key] = item
+        if missing:
+            items = list(missing.values())
+            pixel_values = torch.cat([rows for rows, _, _ in items]).to(self.device)
+            grid_sizes = torch.tensor([grid for _, grid, _ in items], dtype=torch.long)
+            merge_sizes = torch.tensor([m for _, _, m in items], dtype=torch.long)
+            features = self.model.encode_images(pixel_values, grid_sizes, merge_sizes)
+            self.stats.encoder_calls += 1
+            self.stats.encoded_items += len(items)
+            counts = [t * (h // m) * (w // m) for _, (t, h, w), m in items]
+            for key, feats in zip(missing, features.split(counts)):
+                found[key] = feats
+                if self.feature_cache is not None and isinstance(key, str):
+                    self.feature_cache.put(key, feats)
+
+        out: list[torch.Tensor | None] = []
+        for seq, keys in zip(seqs, per_seq_keys):
+            prompt = seq.prompt
+            if prompt.pixel_values is None:
+                out.append(None)
+                continue
+            feats = torch.cat([found[key] for key in keys])
+            mask = prompt.compression_mask
+            if mask is None:
+                mask = self.model.compute_compression_mask(
+                    prompt.pixel_values.to(self.device), prompt.grid_sizes, prompt.merge_sizes
+                )
+            mask = mask.reshape(-1).to(feats.device, torch.bool)
+            if mask.numel() != feats.shape[0]:
+                raise InputError(
+                    f"compression_mask has {mask.numel()} entries but the media give {feats.shape[0]} visual tokens"
+                )
+            out.append(feats[mask])
+        return out
+
+    def _prefill_forward(self, embeds: list[torch.Tensor], seqs: list[_Sequence]) -> _Batch:
+        """Prefill prompts together (left-padded); returns them as a batch with their first sampled tokens."""
+        length = max(e.shape[0] for e in embeds)
+        hidden = embeds[0].shape[-1]
+        inputs = embeds[0].new_zeros(len(embeds), length, hidden)
+        mask = torch.zeros(len(embeds), length, dtype=torch.long, device=self.device)
+        for b, e in enumerate(embeds):
+            inputs[b, length - e.shape[0] :] = e
+            mask[b, length - e.shape[0] :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp_(min=0)
+        out = self.model(
+            inputs_embeds=inputs,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=_make_cache(self.model.config),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        tokens = self._sample(out.logits[:, -1], seqs)
+        return _Batch(list(seqs), out.past_key_values, mask, tokens)
+
+    def _prefill_after_prefix(
+        self, embeds: torch.Tensor, cached: tuple[list[tuple[torch.Tensor, torch.Tensor]], int], seq: _Sequence
+    ) -> _Batch:
+        """Prefill one prompt whose first ``length`` tokens' KV is cached: run the rest only."""
+        layers, length = cached
+        total = embeds.shape[0]
+        cache = _make_cache(self.model.config, [(k.unsqueeze(0), v.unsqueeze(0)) for k, v in layers])
+        mask = torch.ones(1, total, dtype=torch.long, device=self.device)
+        out = self.model(
+            inputs_embeds=embeds[length:].unsqueeze(0),
+            attention_mask=mask,
+            position_ids=torch.arange(length, total, device=self.device).unsqueeze(0),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return _Batch([seq], out.past_key_values, mask, self._sample(out.logits[:, -1], [seq]))
+
+    def _place(self, group: _Batch) -> _Batch:
+        """Add freshly prefilled sequences to the running batch they fit best; returns that batch.
+
+        Every row of a batch is padded to the batch's longest sequence, and each decode step costs
+        about (rows x length) in attention and KV-cache traffic, so a batch of short chats should not
+        carry a 4000-token video prompt. The group joins the batch where merging wastes the least
+        (at most ``DECODE_PADDING_SLACK`` padding); otherwise it starts a batch of its own, up to
+        ``MAX_DECODE_BATCHES`` batches (one forward pass each per step), beyond which it joins the
+        cheapest one anyway.
+        """
+        best, best_cost = None, None
+        for batch in self._batches:
+            padded, real = batch.padded_size(group)
+            cost = padded / real
+            if best_cost is None or cost < best_cost:
+                best, best_cost = batch, cost
+        if best is not None and (best_cost <= DECODE_PADDING_SLACK or len(self._batches) >= MAX_DECODE_BATCHES):
+            best.extend(group, self.model.config)
+            return best
+        self._batches.append(group)
+        return group
+
+    # ------------------------------------------------------------------ decode
+    def _decode_step(self, batch: _Batch) -> None:
+        seqs = list(batch.seqs)
+        mask = torch.cat([batch.mask, batch.mask.new_ones(len(seqs), 1)], dim=1)
+        out = self.model(
+            input_ids=batch.last_tokens.unsqueeze(1),
+            attention_mask=mask,
+            position_ids=batch.positions.unsqueeze(1),
+            past_key_values=batch.cache,
+            use_cache=True,
+        )
+        batch.cache = out.past_key_values
+        batch.mask = mask
+        batch.positions = batch.positions + 1
+        batch.last_tokens = self._sample(out.logits[:, -1], seqs)
+        self.stats.decode_steps += 1
+        self._process_tokens(batch, seqs, batch.last_tokens.tolist())
+
+    def _sample(self, logits: torch.Tensor, seqs: Sequence[_Sequence]) -> torch.Tensor:
+        """One token per row: argmax for greedy rows; temperature + top-p with the row's generator otherwise."""
+        logits = logits.float()
+        tokens = logits.argmax(-1)
+        rows = [i for i, seq in enumerate(seqs) if not seq.params.greedy]
+        if not rows:
+            return tokens
+        index = torch.tensor(rows, device=logits.device)
+        temperature = torch.tensor([seqs[i].params.temperature for i in rows], device=logits.device)
+        top_p = torch.tensor([seqs[i].params.top_p for i in rows], device=logits.device)
+        probs = F.softmax(logits[index] / temperature[:, None], dim=-1)
+        if bool((top_p < 1).any()):
+            sorted_probs, order = probs.sort(-1, descending=True)
+            # Keep the smallest prefix whose mass reaches top_p (the most likely token always stays).
+            drop = (sorted_probs.cumsum(-1) - sorted_probs) >= top_p[:, None]
+            drop[:, 0] = False
+            sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+        else:
+            sorted_probs, order = probs, None
+        for j, i in enumerate(rows):
+            choice = torch.multinomial(sorted_probs[j], 1, generator=seqs[i].generator)
+            tokens[i] = order[j, choice] if order is not None else choice
+        return tokens
+
+    # ------------------------------------------------------------------ per-sequence bookkeeping
+    def _process_tokens(self, batch: _Batch, seqs: Sequence[_Sequence], tokens: list[int]) -> None:
+        """Give each sequence its new token; remove the sequences that finished from their batch."""
+        for seq, token in zip(seqs, tokens):
+            self._on_token(seq, int(token))
+        self._keep(batch, [i for i, seq in enumerate(batch.seqs) if not seq.done])
+        self.stats.max_running = max(self.stats.max_running, self.num_running)
+
+    def _keep(self, batch: _Batch, rows: list[int]) -> None:
+        if rows:
+            batch.keep(rows, self.model.config)
+        elif batch in self._batches:
+            self._batches.remove(batch)
+
+    def _on_token(self, seq: _Sequence, token: int) -> None:
+        seq.output_ids.append(token)
+        self.stats.generated_tokens += 1
+        if token in self.eos_token_ids:
+            self._finish(seq, "stop")
+            return
+        text = seq.detokenizer.push(token)
+        if text:
+            visible, stopped = seq.stops.feed(text)
+            if visible:
+                self._emit(seq, TextDelta(visible))
+            if stopped:
+                self._finish(seq, "stop", flush=False)
+                return
+        total = seq.prompt.num_tokens + len(seq.output_ids)
+        if len(seq.output_ids) >= seq.params.max_new_tokens or (self.max_model_len and total >= self.max_model_len):
+            self._finish(seq, "length")
+
+    def _finish(self, seq: _Sequence, reason: str, flush: bool = True) -> None:
+        if flush:
+            visible, stopped = seq.stops.feed(seq.detokenizer.flush(), final=True)
+            if visible:
+                self._emit(seq, TextDelta(visible))
+            if stopped:
+                reason = "stop"
+        seq.done = True
+        self.stats.completed += 1
+        self._emit(seq, Finished(reason, len(seq.output_ids)))
+
+    def _fail(self, seq: _Sequence, error: BaseException) -> None:
+        seq.done = True
+        self.stats.failed += 1
+        self._emit(seq, Failed(error))
+
+    def _emit(self, seq: _Sequence, event: Event) -> None:
+        try:
+            seq.emit(event)
+        except Exception:  # the receiver is gone (e.g. its event loop closed): stop generating for it
+            logger.debug("emit failed; cancelling the sequence", exc_info=True)
+            seq.handle.cancelled = True
+
+    def _fail_running(self, error: BaseException) -> None:
+        for seq in self._running:
+            if not seq.done:
+                self._fail(seq, error)
+        self._batches = []
+
+    def _fail_all(self, error: BaseException) -> None:
+        with self._cond:
+            waiting, self._waiting = list(self._waiting), deque()
+        for seq in waiting:
+            self._fail(seq, error)
+        self._fail_running(error)
+
+
+def _length_groups(items: list[tuple[_Sequence, torch.Tensor]]) -> list[list[tuple[_Sequence, torch.Tensor]]]:
+    """Split prompts into prefill groups of similar length.
+
+    A left-padded prefill costs (longest prompt) x (group size) tokens, and a padding mask also makes
+    SDPA leave its fused causal kernel for one that materialises the (length x length) scores: for a
+    3600-token prompt beside a 3000-token one, that is several times slower than two separate
+    prefills. So long prompts (over ``PREFILL_MASKED_MAX_LENGTH``) share a prefill only with prompts
+    of exactly their length (no mask needed), and shorter ones are grouped (by increasing length) while
+    padding stays under ``PREFILL_PADDING_SLACK`` of the real tokens.
+    """
+    groups: list[list[tuple[_Sequence, torch.Tensor]]] = []
+    current: list[tuple[_Sequence, torch.Tensor]] = []
+    real = 0
+    for item in sorted(items, key=lambda it: it[1].shape[0]):
+        length = item[1].shape[0]
+        if current:
+            if length > PREFILL_MASKED_MAX_LENGTH:
+                fits = all(it[1].shape[0] == length for it in current)
+            else:
+                fits = length * (len(current) + 1) <= PREFILL_PADDING_SLACK * (real + length)
+            if not fits:
+                groups.append(current)
+                current, real = [], 0
+        current.append(item)
+        real += length
+    if current:
+        groups.append(current)
+    return groups
+
+
+class _AppendLayer(DynamicLayer):
+    """A KV-cache layer that appends into spare capacity instead of re-concatenating every step.
+
+    ``DynamicLayer`` grows by ``torch.cat``, copying the whole (batch x heads x length) cache of every
+    layer at every decode step; with 32 sequences that copy costs as much as the attention itself.
+    Here the cache lives in a buffer with room to grow (amortised: +50%), and ``keys`` / ``values``
+    are views of its filled part, so a step writes one column.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._key_buffer: torch.Tensor | None = None
+        self._value_buffer: torch.Tensor | None = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized or self.keys.numel() == 0:
+            return super().update(key_states, value_states, *args, **kwargs)
+        length, added = self.keys.shape[-2], key_states.shape[-2]
+        buffer = self._key_buffer
+        if buffer is None or buffer.data_ptr() != self.keys.data_ptr() or length + added > buffer.shape[-2]:
+            capacity = length + added + max(64, length // 2)
+            self._key_buffer = _with_capacity(self.keys, capacity)
+            self._value_buffer = _with_capacity(self.values, capacity)
+        self._key_buffer[:, :, length : length + added] = key_states
+        self._value_buffer[:, :, length : length + added] = value_states
+        self.keys = self._key_buffer[:, :, : length + added]
+        self.values = self._value_buffer[:, :, : length + added]
+        return self.keys, self.values
+
+
+def _with_capacity(x: torch.Tensor, capacity: int) -> torch.Tensor:
+    buffer = x.new_empty(*x.shape[:2], capacity, x.shape[3])
+    buffer[:, :, : x.shape[2]] = x
+    return buffer
+
+
+def _make_cache(config, tensors: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> DynamicCache:
+    """A ``DynamicCache`` for ``config`` with appending layers, optionally holding ``tensors`` (one per layer)."""
+    cache = DynamicCache(config=config)
+    if all(type(layer) is DynamicLayer for layer in cache.layers):  # sliding-window layers stay as they are
+        cache.layers = [_AppendLayer() for _ in cache.layers]
+    for layer, (keys, values) in zip(cache.layers, tensors or []):
+        layer.lazy_initialization(keys, values)
+        layer.keys, layer.values = keys, values
+    return cache
+
+
+def _pad_left(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
+    missing = length - x.shape[dim]
+    if missing == 0:
+        return x
+    shape = list(x.shape)
+    shape[dim] = missing
+    return torch.cat([x.new_zeros(shape), x], dim=dim)
+
+
+def wait_idle(engine: Engine, timeout: float = 10.0) -> bool:
+    """Wait until the engine has nothing waiting or running (for tests and orderly shutdowns)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not engine.num_waiting and not engine.num_running:
+            return True
+        time.sleep(0.01)
+    return False
