@@ -1,7 +1,7 @@
 """Load test of ``videollama3 serve``: N concurrent clients for D seconds, on loopback only.
 
 Starts a server on a free loopback port (or uses ``--url``, which must be loopback), then runs
-``--clients`` asynchronous clients (the official ``openai`` client) that each send chat completions back
+``--clients`` asynchronous clients (plain keep-alive HTTP connections) that each send chat completions back
 to back for ``--duration`` seconds: a fixed mix of image, video and text-only questions over the
 parity fixtures' media (named by path under ``--media-root``), each question worded differently,
 greedy, ``--max-tokens`` each.
@@ -130,21 +130,73 @@ def start_server(args, max_batch_size: int) -> tuple[subprocess.Popen, str]:
     return server, url
 
 
-async def run_load(url: str, model: str, clients: int, duration: float, max_tokens: int, warmup: int) -> dict:
-    import openai
+class Connection:
+    """A minimal keep-alive HTTP/1.1 client on asyncio streams.
 
-    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=600)
+    The load generator shares the machine with the server, so it should cost as little CPU as possible:
+    a full client library (the openai SDK builds pydantic models of every response) would take CPU the
+    server then lacks, and measure the client as much as the server.
+    """
 
-    async def one(messages) -> tuple[float, int]:
+    def __init__(self, host: str, port: int, api_key: str | None = None):
+        self.host, self.port = host, port
+        self.auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post_json(self, path: str, payload: dict) -> tuple[int, dict]:
+        body = json.dumps(payload).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n{self.auth}Connection: keep-alive\r\n\r\n"
+        ).encode()
+        for attempt in (0, 1):  # a keep-alive connection the server closed is reopened once
+            try:
+                if self.writer is None:
+                    self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+                self.writer.write(head + body)
+                await self.writer.drain()
+                status_line = await self.reader.readuntil(b"\r\n")
+                length = 0
+                while (line := await self.reader.readuntil(b"\r\n")) != b"\r\n":
+                    name, _, value = line.decode("latin-1").partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value)
+                data = await self.reader.readexactly(length)
+                return int(status_line.split()[1]), json.loads(data)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                await self.close()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+async def run_load(
+    url: str, model: str, clients: int, duration: float, max_tokens: int, warmup: int, api_key: str | None = None
+) -> dict:
+    parsed = urllib.parse.urlparse(url)
+    host, port = parsed.hostname, parsed.port or 80
+
+    async def one(connection: Connection, messages) -> tuple[float, int]:
         started = time.perf_counter()
-        response = await client.chat.completions.create(
-            model=model, messages=messages, max_tokens=max_tokens, temperature=0
+        status, body = await connection.post_json(
+            "/v1/chat/completions",
+            {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0},
         )
-        return time.perf_counter() - started, response.usage.completion_tokens
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {body.get('error', body)}")
+        return time.perf_counter() - started, body["usage"]["completion_tokens"]
 
     # Warm-up (not measured): every media item once, so both configurations start with warm caches.
+    warm = Connection(host, port, api_key)
     for kind, media, question in WORKLOAD[: max(warmup, 0)]:
-        await one(messages_for(kind, media, question))
+        await one(warm, messages_for(kind, media, question))
+    await warm.close()
 
     latencies: list[float] = []
     tokens = 0
@@ -153,23 +205,24 @@ async def run_load(url: str, model: str, clients: int, duration: float, max_toke
 
     async def worker(index: int) -> None:
         nonlocal tokens
+        connection = Connection(host, port, api_key)
         k = index
         while time.perf_counter() < deadline:
             kind, media, question = WORKLOAD[k % len(WORKLOAD)]
             # Every question is different (as from different users): prompts share media, not their end.
             messages = messages_for(kind, media, f"{question} (client {index}, question {k})")
             try:
-                latency, n = await one(messages)
+                latency, n = await one(connection, messages)
                 latencies.append(latency)
                 tokens += n
             except Exception as exc:  # every failure is counted and reported
                 failures.append(f"{type(exc).__name__}: {exc}")
             k += 1
+        await connection.close()
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(i) for i in range(clients)))
     elapsed = time.perf_counter() - started
-    await client.close()
     return {
         "clients": clients,
         "duration_s": round(elapsed, 2),
@@ -214,9 +267,12 @@ def bench(args, max_batch_size: int) -> dict:
     else:
         server, url = start_server(args, max_batch_size)
     try:
-        with urllib.request.urlopen(f"{url}/v1/models", timeout=10) as response:
-            model = json.load(response)["data"][0]["id"]
-        result = asyncio.run(run_load(url, model, args.clients, args.duration, args.max_tokens, len(WORKLOAD)))
+        headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+        with urllib.request.urlopen(urllib.request.Request(f"{url}/v1/models", headers=headers), timeout=10) as r:
+            model = json.load(r)["data"][0]["id"]
+        result = asyncio.run(
+            run_load(url, model, args.clients, args.duration, args.max_tokens, len(WORKLOAD), args.api_key)
+        )
     finally:
         if server is not None:
             server.terminate()
@@ -233,9 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=FIXTURES / "model", help="checkpoint (default: the fixture)")
     parser.add_argument("--media-root", type=Path, default=FIXTURES / "media", help="folder of the workload media")
     parser.add_argument("--url", default=None, help="a running loopback server instead of starting one")
+    parser.add_argument(
+        "--api-key", default=os.environ.get("VIDEOLLAMA3_API_KEY"), help="for --url (default: $VIDEOLLAMA3_API_KEY)"
+    )
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=60, help="seconds of load (default 60)")
-    parser.add_argument("--max-tokens", type=int, default=32, help="tokens generated per request (default 32)")
+    parser.add_argument("--max-tokens", type=int, default=64, help="tokens generated per request (default 64)")
     parser.add_argument("--max-batch-size", type=int, default=32, help="server's --max-batch-size (default 32)")
     parser.add_argument("--torch-threads", type=int, default=None, help="server's --torch-threads")
     parser.add_argument("--compare", action="store_true", help="also run with --max-batch-size 1 and compare")

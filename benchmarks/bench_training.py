@@ -79,7 +79,10 @@ def main() -> None:
     parser.add_argument("--micro-batch-size", type=int, default=4, help="samples per padded micro-batch")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     modes = ("packed", "padded")

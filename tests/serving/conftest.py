@@ -8,17 +8,14 @@ import shutil
 import pytest
 from server_helpers import API_KEY, FIXTURE_MODEL, MEDIA, RunningServer, make_config
 
-pytest.importorskip("fastapi", reason="serving needs fastapi (pip install fastapi uvicorn)")
-pytest.importorskip("uvicorn", reason="serving needs uvicorn")
-
 
 @pytest.fixture(scope="session")
 def loaded_model():
     """The fixture checkpoint and its processor, loaded once and shared by every test server."""
     if not FIXTURE_MODEL.is_dir():
         pytest.skip(f"parity fixtures not found at {FIXTURE_MODEL}")
-    from videollama3.serving.app import load_model
     from videollama3.serving.config import ServerConfig
+    from videollama3.serving.runtime import load_model
 
     return load_model(ServerConfig(model=str(FIXTURE_MODEL), device="cpu"))
 
@@ -41,6 +38,7 @@ def media_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(loaded_model, media_root):
     """A server with an API key and small limits, for one test module."""
+    pytest.importorskip("fastapi", reason="serving needs fastapi and uvicorn (pip install fastapi uvicorn)")
     running = RunningServer(make_config(media_root), loader=lambda config: loaded_model)
     yield running
     running.stop()

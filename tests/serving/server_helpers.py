@@ -11,7 +11,8 @@ from pathlib import Path
 import requests
 
 # The parity fixtures beside the checkout (as in tests/conftest.py, which this folder's conftest shadows).
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "parity"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "parity"
 FIXTURE_MODEL = FIXTURES / "model"
 MEDIA = FIXTURES / "media"
 API_KEY = "sk-test-0123456789"
@@ -22,7 +23,10 @@ class RunningServer:
     """``create_app(config)`` served by uvicorn on an ephemeral loopback port until :meth:`stop`."""
 
     def __init__(self, config, loader=None, wait_ready: bool = True):
-        import uvicorn
+        import pytest
+
+        pytest.importorskip("fastapi", reason="serving needs fastapi and uvicorn (pip install fastapi uvicorn)")
+        uvicorn = pytest.importorskip("uvicorn", reason="serving needs uvicorn (pip install uvicorn)")
 
         from videollama3.serving.app import create_app
 

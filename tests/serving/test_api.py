@@ -265,3 +265,33 @@ def test_concurrent_requests_get_their_own_answers(client, server):
     after = stats(server)["engine"]
     assert after["max_running"] > 1  # sequences really shared forward passes
     assert after["decode_steps"] - steps_before < 24 * 16
+
+
+def test_streamed_choices_are_told_apart_by_index(client):
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL_NAME,
+            messages=[{"role": "user", "content": "Two answers, please."}],
+            max_tokens=6,
+            n=2,
+            temperature=1.0,
+            seed=5,
+            stream=True,
+        )
+    )
+    texts = {0: "", 1: ""}
+    finished = set()
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+            if choice.finish_reason:
+                finished.add(choice.index)
+    assert finished == {0, 1}
+    alone = client.chat.completions.create(
+        model=MODEL_NAME,
+        messages=[{"role": "user", "content": "Two answers, please."}],
+        max_tokens=6,
+        temperature=1.0,
+        seed=6,  # choice 1 of the request above used seed 5 + 1
+    )
+    assert texts[1] == alone.choices[0].message.content

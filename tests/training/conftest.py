@@ -9,6 +9,16 @@ import torch
 from train_helpers import FIXTURE_MODEL
 
 
+@pytest.fixture(autouse=True)
+def one_intra_op_thread():
+    """One torch thread per test process: the suite runs with ``-n 2`` on 2 cores, and two intra-op threads
+    per process would oversubscribe them (tiny matmuls then spend their time spin-waiting)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory) -> dict[str, Path]:
     """The tiny world of the ``tiny`` recipe (12 samples per file) and a stage-1 checkpoint assembled from it.

@@ -35,12 +35,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import VideoLLaMA3Error
-from .cache import FeatureCache, PrefixCache
 from .config import ServerConfig
-from .engine import Engine, Failed, Finished, PreparedPrompt, SamplingParams, SequenceHandle, TextDelta
+from .engine import Failed, Finished, PreparedPrompt, SamplingParams, SequenceHandle, TextDelta
 from .errors import APIError, bad_request, internal, not_found, timeout, too_large, too_many_requests, unauthorized
 from .errors import unavailable as unavailable_error
 from .media import MediaLimits, MediaResolver, UploadStore
+from .runtime import LoadedModel, Runtime, load_model
 from .schemas import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -50,7 +50,7 @@ from .schemas import (
     ModelList,
     UploadResponse,
 )
-from .service import GenerationDefaults, RequestPreparer, check_supported, sampling_params
+from .service import check_supported, sampling_params
 
 logger = logging.getLogger("videollama3.serving")
 
@@ -71,80 +71,6 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         504: "The request timed out",
     }.items()
 }
-
-
-# --------------------------------------------------------------------------------------------------
-# Model loading and the runtime it produces
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class LoadedModel:
-    model: Any
-    processor: Any
-
-
-def load_model(config: ServerConfig) -> LoadedModel:
-    """Load the checkpoint and its processor on the configured device and dtype."""
-    import torch
-
-    from ..modeling import VideoLLaMA3ForCausalLM
-    from ..processing import VideoLLaMA3Processor
-
-    if config.torch_threads:
-        # Process-wide. For small models, or when media decoding shares the cores, fewer intra-op
-        # threads than cores is much faster: idle OpenMP workers spin while the others wait for a core.
-        torch.set_num_threads(config.torch_threads)
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if config.dtype == "auto":
-        use_bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
-        dtype = torch.bfloat16 if use_bf16 else torch.float32
-    else:
-        dtype = getattr(torch, config.dtype)
-    model = VideoLLaMA3ForCausalLM.from_pretrained(config.model, dtype=dtype).to(device).eval()
-    processor = VideoLLaMA3Processor.from_pretrained(config.model)
-    return LoadedModel(model, processor)
-
-
-class Runtime:
-    """What serving needs once the model is loaded: the engine, the request preparer and defaults."""
-
-    def __init__(self, config: ServerConfig, loaded: LoadedModel, resolver: MediaResolver):
-        model, processor = loaded.model, loaded.processor
-        self.model_name = config.model_name
-        self.created = int(time.time())
-        self.max_model_len = getattr(model.config, "max_position_embeddings", None)
-        self.defaults = GenerationDefaults.from_generation_config(getattr(model, "generation_config", None))
-        self.max_new_tokens = config.max_new_tokens
-        self.engine = Engine(
-            model,
-            processor.tokenizer,
-            max_batch_size=config.max_batch_size,
-            max_prefill_tokens=config.max_prefill_tokens,
-            feature_cache=FeatureCache(config.feature_cache_bytes) if config.feature_cache_bytes > 0 else None,
-            prefix_cache=PrefixCache(config.prefix_cache_bytes) if config.prefix_cache_bytes > 0 else None,
-            eos_token_ids=_eos_token_ids(model, processor.tokenizer),
-            max_model_len=self.max_model_len,
-        ).start()
-        max_prompt = config.max_prompt_tokens or self.max_model_len or 2**31
-        self.preparer = RequestPreparer(
-            processor, resolver, max_visual_tokens=config.max_visual_tokens, max_prompt_tokens=max_prompt
-        )
-
-
-def _eos_token_ids(model, tokenizer) -> set[int]:
-    ids: set[int] = set()
-    for source in (getattr(model, "generation_config", None), model.config):
-        eos = getattr(source, "eos_token_id", None)
-        ids.update([eos] if isinstance(eos, int) else (eos or []))
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
-        ids.add(im_end)  # the chat turn's end: an answer stops there even if the config names another EOS
-    return ids
 
 
 @dataclass
