@@ -9,7 +9,6 @@ Layout of a dataset folder (all media paths in the annotations are relative to i
     image_qa.jsonl                   multi-turn question answering on each image
     video_qa.jsonl                   multi-turn temporal question answering on each video
     text.jsonl                       text-only instructions (no media key)
-    scene_text.jsonl                 text-only: an image's / video's caption, then questions about it
     meta.json                        seed, counts, file list
 
 The first human turn starts with ``<image>\\n`` / ``<video>\\n``. A fraction of the records (``system_ratio``)
@@ -34,14 +33,7 @@ from . import render, tasks, world
 
 IMAGE_CAPTION_PROMPTS = ("Describe the image.", "What is in the image?", "Describe this image briefly.")
 VIDEO_CAPTION_PROMPTS = ("Describe the video.", "What happens in the video?", "Describe what happens, with times.")
-ANNOTATION_FILES = (
-    "image_captions.jsonl",
-    "video_captions.jsonl",
-    "image_qa.jsonl",
-    "video_qa.jsonl",
-    "text.jsonl",
-    "scene_text.jsonl",
-)
+ANNOTATION_FILES = ("image_captions.jsonl", "video_captions.jsonl", "image_qa.jsonl", "video_qa.jsonl", "text.jsonl")
 BENCHMARK_FILE = "benchmark.jsonl"
 FORMAT_VERSION = 1
 
@@ -125,29 +117,6 @@ def video_records(spec: WorldSpec, index: int, rel_path: str) -> tuple[dict, dic
     return caption, qa
 
 
-def scene_text_records(spec: WorldSpec, index: int, video: bool) -> dict:
-    """A text-only record about image / video ``index``: its caption as context, then questions about it.
-
-    The same questions as the visual ones, answerable from the description alone: the LLM learns to read
-    a scene (and a timeline) before it learns to see one, as a pretrained LLM already can.
-    """
-    if video:
-        scene = world.sample_video_scene(spec.seed, index, fps=spec.video_fps)
-        rng = tasks.qa_rng(spec.seed, index, 14)
-        caption, pool = tasks.video_caption(scene), tasks.video_questions(scene, rng)
-    else:
-        scene = world.sample_image_scene(spec.seed, index)
-        rng = tasks.qa_rng(spec.seed, index, 13)
-        caption, pool = tasks.image_caption(scene), tasks.image_questions(scene, rng)
-    qas = tasks.select_questions(pool, rng, spec.questions_per_image if not video else spec.questions_per_video)
-    turns = [(q.prompt, q.answer) for q in qas]
-    turns[0] = (f"{caption}\n{turns[0][0]}", turns[0][1])
-    return {
-        "conversations": _conversation("", turns, _system_turn(rng, spec.system_ratio)),
-        "tasks": [q.task for q in qas],
-    }
-
-
 def text_record(spec: WorldSpec, index: int) -> dict:
     qas = tasks.text_conversation(spec.seed, index, spec.questions_per_text)
     rng = tasks.qa_rng(spec.seed, index, 12)
@@ -195,7 +164,6 @@ def write_dataset(
             caption, qa = image_records(spec, i, rel)
             handles["image_captions.jsonl"].write(json.dumps(caption) + "\n")
             handles["image_qa.jsonl"].write(json.dumps(qa) + "\n")
-            handles["scene_text.jsonl"].write(json.dumps(scene_text_records(spec, i, video=False)) + "\n")
             bar.update(1)
         for i in range(spec.videos):
             rel = f"videos/{i:06d}.mp4"
@@ -204,7 +172,6 @@ def write_dataset(
             caption, qa = video_records(spec, i, rel)
             handles["video_captions.jsonl"].write(json.dumps(caption) + "\n")
             handles["video_qa.jsonl"].write(json.dumps(qa) + "\n")
-            handles["scene_text.jsonl"].write(json.dumps(scene_text_records(spec, i, video=True)) + "\n")
             bar.update(1)
         for i in range(spec.num_texts):
             handles["text.jsonl"].write(json.dumps(text_record(spec, i)) + "\n")
