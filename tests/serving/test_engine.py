@@ -228,6 +228,40 @@ def test_next_turn_reuses_the_prefilled_prefix(engine, loaded_model):
     assert engine.prefix_cache.stats().reused_tokens - reused == (n1 - 1) // PREFIX_BLOCK * PREFIX_BLOCK
 
 
+def test_several_resumed_prompts_prefill_together(loaded_model, processed):
+    """Next turns with cached prefixes of different lengths, admitted together: one pass, right answers."""
+    engine = Engine(
+        loaded_model.model, loaded_model.processor.tokenizer, prefix_cache=PrefixCache(64 << 20), eos_token_ids=[EOS]
+    ).start()
+    try:
+        firsts = [CONVERSATIONS[0], CONVERSATIONS[1], CONVERSATIONS[2]]
+        for conversation in firsts:
+            c = Collector()
+            out = loaded_model.processor(conversation=conversation, add_system_prompt=True, add_generation_prompt=True)
+            engine.submit(prepared(out), SamplingParams(4), c)
+            c.result()
+        nexts = [
+            loaded_model.processor(
+                conversation=conv + [{"role": "assistant", "content": "Ok."}, {"role": "user", "content": q}],
+                add_system_prompt=True,
+                add_generation_prompt=True,
+            )
+            for conv, q in zip(firsts, ["Why?", "And what else happened there?", "Go on."])
+        ]
+        collectors = [Collector() for _ in nexts]
+        before, hits = engine.stats.prefill_batches, engine.prefix_cache.stats().hits
+        with engine._cond:  # hold the scheduler back so that all three are admitted in one iteration
+            for out, c in zip(nexts, collectors):
+                engine.submit(prepared(out), SamplingParams(8), c)
+        texts = [c.result()[0] for c in collectors]
+        assert engine.stats.prefill_batches == before + 1
+        assert engine.prefix_cache.stats().hits == hits + 3
+        for text, out in zip(texts, nexts):
+            assert text == reference(loaded_model, out, 8)
+    finally:
+        engine.shutdown()
+
+
 def test_same_tokens_different_pixels_do_not_share_a_prefix(engine, loaded_model, processed):
     """All <image> placeholders have one id: the prefix hash must include what the image is."""
     original = processed[0]
@@ -257,15 +291,18 @@ def test_prefix_hashes_cover_whole_blocks_before_the_last_token():
     assert prefix_hashes(ids, 488)[:2] == prefix_hashes(torch.cat([ids[:70], ids[:5]]), 488)[:2]
 
 
-def test_prefix_cache_evicts_whole_prompts_and_keeps_shared_prefixes():
-    cache = PrefixCache(max_bytes=2 * 2 * 2 * 64 * 4 * 4, block=32)  # room for two 64-token prompts
+def test_prefix_cache_shares_blocks_and_evicts_ends_first():
+    block_bytes = 2 * (2 * 32 * 4 * 4)  # keys + values of one 32-token block, 2 heads x 4 dims, fp32
+    cache = PrefixCache(max_bytes=3 * block_bytes, block=32)
     layer = [(torch.randn(2, 64, 4), torch.randn(2, 64, 4))]
     cache.store(("p", "a2"), layer)
-    cache.store(("p", "b2"), layer)
-    assert cache.lookup(("p", "a2"))[1] == 64
-    cache.store(("p", "c2"), layer)  # evicts "b2" (least recently used); "p" stays findable
+    cache.store(("p", "b2"), layer)  # shares block "p": one new block
+    assert cache.stats().blocks == 3
+    keys, length = cache.lookup(("p", "a2"))[0][0][0], cache.lookup(("p", "a2"))[1]
+    assert length == 64 and torch.equal(keys, layer[0][0])
+    cache.store(("p", "c2"), layer)  # over budget: the least recently used block goes ("b2"), not "p"
     assert cache.lookup(("p", "b2"))[1] == 32
-    assert cache.lookup(("x",)) is None
+    assert cache.lookup(("q", "a2")) is None  # a prefix is matched from its first block
     assert cache.stats().evictions == 1
 
 

@@ -134,89 +134,83 @@ def prefix_hashes(
     return tuple(out)
 
 
-class _PrefixEntry:
-    __slots__ = ("layers", "length", "hashes", "nbytes")
-
-    def __init__(self, layers: list[tuple[torch.Tensor, torch.Tensor]], length: int, hashes: tuple[str, ...]):
-        self.layers = layers  # per layer (keys, values), each (kv_heads, length, head_dim)
-        self.length = length
-        self.hashes = hashes
-        self.nbytes = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in layers)
-
-
 @dataclass
 class PrefixStats:
     hits: int = 0
     misses: int = 0
     reused_tokens: int = 0
     evictions: int = 0
-    entries: int = 0
+    blocks: int = 0
     bytes: int = 0
 
 
 class PrefixCache:
-    """Thread-safe LRU of prompt KV caches, looked up by the longest cached block-aligned prefix.
+    """Thread-safe LRU of prompt KV caches in blocks of ``block`` tokens, keyed by chained prefix hashes.
 
-    Each stored prompt is findable by every one of its block hashes (one entry, many keys), so a new
-    prompt reuses the longest prefix it shares with any stored prompt. Bounded by the bytes of the
-    stored tensors; evicting a prompt removes all its keys.
+    Block j of a prompt is stored under the hash of the prompt's first (j + 1) * block tokens, so prompts
+    that share a prefix share its blocks (a chat's turns store each block once, not once per turn), and a
+    lookup is the longest run of cached blocks from the start. Bounded by the bytes of the stored
+    tensors; a lookup refreshes its blocks last-to-first, so that eviction takes the ends of prefixes
+    before their beginnings.
     """
 
     def __init__(self, max_bytes: int, block: int = PREFIX_BLOCK):
         self.max_bytes = int(max_bytes)
         self.block = block
-        # hash -> the stored prompts that start with that prefix (several prompts share their common prefix)
-        self._holders: dict[str, list[_PrefixEntry]] = {}
-        self._entries: OrderedDict[int, _PrefixEntry] = OrderedDict()  # LRU, by id(entry)
+        self._blocks: OrderedDict[str, list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
         self._lock = threading.Lock()
         self._stats = PrefixStats()
 
     def lookup(self, hashes: tuple[str, ...]) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], int] | None:
-        """(per-layer (keys, values) of the longest cached prefix, its length), or None."""
+        """(per-layer (keys, values), each (kv_heads, length, head_dim), of the longest cached prefix, length)."""
         with self._lock:
-            for j in range(len(hashes) - 1, -1, -1):
-                holders = self._holders.get(hashes[j])
-                if holders:
-                    entry, length = holders[-1], (j + 1) * self.block
-                    self._entries.move_to_end(id(entry))
-                    self._stats.hits += 1
-                    self._stats.reused_tokens += length
-                    return [(k[:, :length], v[:, :length]) for k, v in entry.layers], length
-            self._stats.misses += 1
-            return None
+            count = 0
+            while count < len(hashes) and hashes[count] in self._blocks:
+                count += 1
+            if count == 0:
+                self._stats.misses += 1
+                return None
+            for h in reversed(hashes[:count]):
+                self._blocks.move_to_end(h)
+            blocks = [self._blocks[h] for h in hashes[:count]]
+            self._stats.hits += 1
+            self._stats.reused_tokens += count * self.block
+        layers = [
+            (torch.cat([b[layer][0] for b in blocks], dim=1), torch.cat([b[layer][1] for b in blocks], dim=1))
+            for layer in range(len(blocks[0]))
+        ]
+        return layers, count * self.block
 
     def contains(self, hashes: tuple[str, ...]) -> bool:
-        """Whether the whole block-aligned prefix of these hashes is already stored."""
+        """Whether the last block of these hashes is stored (then, very likely, all of them are)."""
         with self._lock:
-            return bool(hashes) and hashes[-1] in self._holders
+            return bool(hashes) and hashes[-1] in self._blocks
 
     def store(self, hashes: tuple[str, ...], layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Keep a prompt's KV (per layer (kv_heads, >= len(hashes) * block, head_dim)), findable by its hashes."""
-        if not hashes:
-            return
-        length = len(hashes) * self.block
-        # A copy: the stored prefix must not keep the whole batch's cache alive, nor see later writes.
-        entry = _PrefixEntry([(k[:, :length].clone(), v[:, :length].clone()) for k, v in layers], length, hashes)
-        if entry.nbytes > self.max_bytes:
-            return
+        """Keep the blocks of a prompt's KV (per layer (kv_heads, >= len(hashes) * block, head_dim)) not yet stored."""
         with self._lock:
-            if hashes[-1] in self._holders:
-                return
-            self._entries[id(entry)] = entry
-            for h in hashes:
-                self._holders.setdefault(h, []).append(entry)
-            self._stats.bytes += entry.nbytes
-            while self._stats.bytes > self.max_bytes:
-                _, evicted = self._entries.popitem(last=False)
-                for h in evicted.hashes:
-                    holders = self._holders[h]
-                    holders.remove(evicted)
-                    if not holders:
-                        del self._holders[h]
-                self._stats.bytes -= evicted.nbytes
+            missing = [j for j, h in enumerate(hashes) if h not in self._blocks]
+        new = {}
+        for j in missing:
+            span = slice(j * self.block, (j + 1) * self.block)
+            # Copies: a block must not keep its whole batch's cache alive, nor see later in-place writes.
+            new[hashes[j]] = [(k[:, span].clone(), v[:, span].clone()) for k, v in layers]
+        with self._lock:
+            for h, block in new.items():
+                if h in self._blocks:
+                    continue
+                self._blocks[h] = block
+                self._stats.bytes += _nbytes(block)
+            while self._stats.bytes > self.max_bytes and self._blocks:
+                _, evicted = self._blocks.popitem(last=False)
+                self._stats.bytes -= _nbytes(evicted)
                 self._stats.evictions += 1
-            self._stats.entries = len(self._entries)
+            self._stats.blocks = len(self._blocks)
 
     def stats(self) -> PrefixStats:
         with self._lock:
             return PrefixStats(**vars(self._stats))
+
+
+def _nbytes(block: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
+    return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in block)

@@ -376,6 +376,9 @@ class Engine:
         self.max_model_len = max_model_len or getattr(model.config, "max_position_embeddings", None)
         self.image_token_id = int(model.config.image_token_index)
         self.device = model.get_input_embeddings().weight.device
+        # With one query per row (decode), the causal mask is just the padding mask; handed to SDPA in 4D,
+        # transformers uses it as is instead of rebuilding it every step (other kernels want their own form).
+        self._sdpa = getattr(model.config, "_attn_implementation", None) == "sdpa"
         self.stats = EngineStats()
 
         self._cond = threading.Condition()
@@ -514,16 +517,17 @@ class Engine:
                     embeds[i] = self._prompt_embeddings([seq])[0]
                 except Exception as exc:
                     self._fail(seq, exc)
-        fresh = []
+        fresh, resumed = [], []
         for seq, e in zip(seqs, embeds):
             if e is None:
                 continue
             cached = self.prefix_cache.lookup(seq.prompt.prefix_hashes) if self._prefix_cacheable(seq) else None
             if cached is None:
                 fresh.append((seq, e))
-                continue
-            # Only the tokens after the cached prefix run through the model.
-            self._run_prefill(functools.partial(self._prefill_after_prefix, e, cached, seq), [seq])
+            else:
+                resumed.append((seq, e, cached))
+        if resumed:  # only the tokens after their cached prefixes run through the model, all in one pass
+            self._run_prefill(functools.partial(self._prefill_after_prefix, resumed), [r[0] for r in resumed])
         for group in _length_groups(fresh):
             group_seqs = [seq for seq, _ in group]
             self._run_prefill(functools.partial(self._prefill_forward, [e for _, e in group], group_seqs), group_seqs)
@@ -543,9 +547,9 @@ class Engine:
         self.stats.prefill_batches += 1
         for b, seq in enumerate(seqs):
             if self._prefix_cacheable(seq) and not self.prefix_cache.contains(seq.prompt.prefix_hashes):
-                start = state.length - seq.prompt.num_tokens  # rows are left-padded
+                real = state.mask[b].bool()  # the row's tokens, wherever padding put them
                 self.prefix_cache.store(
-                    seq.prompt.prefix_hashes, [(k[b, :, start:], v[b, :, start:]) for k, v, *_ in state.cache]
+                    seq.prompt.prefix_hashes, [(k[b][:, real], v[b][:, real]) for k, v, *_ in state.cache]
                 )
         batch = self._place(state)
         self._process_tokens(batch, seqs, state.last_tokens.tolist())
@@ -646,22 +650,44 @@ class Engine:
         return _Batch(list(seqs), out.past_key_values, mask, tokens)
 
     def _prefill_after_prefix(
-        self, embeds: torch.Tensor, cached: tuple[list[tuple[torch.Tensor, torch.Tensor]], int], seq: _Sequence
+        self, items: list[tuple[_Sequence, torch.Tensor, tuple[list[tuple[torch.Tensor, torch.Tensor]], int]]]
     ) -> _Batch:
-        """Prefill one prompt whose first ``length`` tokens' KV is cached: run the rest only."""
-        layers, length = cached
-        total = embeds.shape[0]
-        cache = _make_cache(self.model.config, [(k.unsqueeze(0), v.unsqueeze(0)) for k, v in layers])
-        mask = torch.ones(1, total, dtype=torch.long, device=self.device)
+        """Prefill prompts whose first tokens' KV is cached: only the rest of each runs, all in one pass.
+
+        Row i holds ``[padding][cached prefix][padding][rest of the prompt]``: the cached prefixes are
+        left-padded to the longest, and so are the new parts; the attention mask skips both paddings and
+        the positions continue each prefix.
+        """
+        prefix_len = max(length for _, _, (_, length) in items)
+        rest_len = max(e.shape[0] - length for _, e, (_, length) in items)
+        batch, hidden = len(items), items[0][1].shape[-1]
+        inputs = items[0][1].new_zeros(batch, rest_len, hidden)
+        mask = torch.zeros(batch, prefix_len + rest_len, dtype=torch.long, device=self.device)
+        positions = torch.zeros(batch, rest_len, dtype=torch.long, device=self.device)
+        layers = []
+        for layer, (k0, v0) in enumerate(items[0][2][0]):
+            keys = k0.new_zeros(batch, k0.shape[0], prefix_len, k0.shape[-1])
+            values = v0.new_zeros(batch, v0.shape[0], prefix_len, v0.shape[-1])
+            for i, (_, _, (cached, length)) in enumerate(items):
+                keys[i, :, prefix_len - length :] = cached[layer][0]
+                values[i, :, prefix_len - length :] = cached[layer][1]
+            layers.append((keys, values))
+        for i, (_, e, (_, length)) in enumerate(items):
+            rest = e.shape[0] - length
+            inputs[i, rest_len - rest :] = e[length:]
+            mask[i, prefix_len - length : prefix_len] = 1
+            mask[i, prefix_len + rest_len - rest :] = 1
+            positions[i, rest_len - rest :] = torch.arange(length, e.shape[0], device=self.device)
         out = self.model(
-            inputs_embeds=embeds[length:].unsqueeze(0),
+            inputs_embeds=inputs,
             attention_mask=mask,
-            position_ids=torch.arange(length, total, device=self.device).unsqueeze(0),
-            past_key_values=cache,
+            position_ids=positions,
+            past_key_values=_make_cache(self.model.config, layers),
             use_cache=True,
             logits_to_keep=1,
         )
-        return _Batch([seq], out.past_key_values, mask, self._sample(out.logits[:, -1], [seq]))
+        seqs = [seq for seq, _, _ in items]
+        return _Batch(seqs, out.past_key_values, mask, self._sample(out.logits[:, -1], seqs))
 
     def _place(self, group: _Batch) -> _Batch:
         """Add freshly prefilled sequences to the running batch they fit best; returns that batch.
@@ -691,7 +717,7 @@ class Engine:
         mask = torch.cat([batch.mask, batch.mask.new_ones(len(seqs), 1)], dim=1)
         out = self.model(
             input_ids=batch.last_tokens.unsqueeze(1),
-            attention_mask=mask,
+            attention_mask=mask.bool()[:, None, None, :] if self._sdpa else mask,
             position_ids=batch.positions.unsqueeze(1),
             past_key_values=batch.cache,
             use_cache=True,

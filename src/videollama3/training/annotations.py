@@ -61,6 +61,7 @@ class AnnotationFile:
         if not self.path.is_file():
             raise SampleError("format", f"{self.path}: annotation file not found")
         self._blob: bytes | None = None
+        self._lines: np.ndarray | None = None
         if self.path.suffix == ".jsonl":
             self.offsets = _line_offsets(self.path)
         else:
@@ -76,15 +77,10 @@ class AnnotationFile:
         return f"{self.path.name}[{row}]"
 
     def line_numbers(self) -> np.ndarray:
-        if not hasattr(self, "_lines"):
-            lines, offset, line = [], 0, 1
+        """1-based line of every record of a JSONL file (read again on first use: only messages need it)."""
+        if self._lines is None:
             with open(self.path, "rb") as f:
-                for raw in f:
-                    if raw.strip():
-                        lines.append(line)
-                    offset += len(raw)
-                    line += 1
-            self._lines = np.asarray(lines, dtype=np.int64)
+                self._lines = np.asarray([n for n, raw in enumerate(f, 1) if raw.strip()], dtype=np.int64)
         return self._lines
 
     def raw(self, row: int) -> bytes:

@@ -237,8 +237,6 @@ class SupervisedDataset(Dataset):
         input_ids = out["input_ids"][0]
         labels = supervised_labels(input_ids, self._chat_tokens)
         fitted = fit_length(input_ids, labels, c.model_max_length, self._chat_tokens.image)
-        if not bool((fitted.labels[1:] != IGNORE_INDEX).any()):
-            raise SampleError("no_answer", "no supervised token (empty answers?)")
         sample = Sample(
             index, self.files[source].where(row), fitted.input_ids, fitted.labels, truncated=fitted.truncated
         )
