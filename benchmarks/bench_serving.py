@@ -273,6 +273,10 @@ def bench(args, max_batch_size: int) -> dict:
         result = asyncio.run(
             run_load(url, model, args.clients, args.duration, args.max_tokens, len(WORKLOAD), args.api_key)
         )
+        # The server's own counters (warm-up included): how wide it really batched, how many passes it ran.
+        with urllib.request.urlopen(urllib.request.Request(f"{url}/stats", headers=headers), timeout=10) as r:
+            engine = json.load(r)["engine"]
+        result["server"] = {k: engine[k] for k in ("max_running", "decode_steps", "prefill_batches", "completed")}
     finally:
         if server is not None:
             server.terminate()

@@ -11,6 +11,7 @@ import torch
 from server_helpers import MEDIA
 
 from videollama3.errors import InputError
+from videollama3.serving import engine as engine_module
 from videollama3.serving.cache import PREFIX_BLOCK, FeatureCache, PrefixCache, item_key, prefix_hashes
 from videollama3.serving.engine import (
     Engine,
@@ -228,8 +229,10 @@ def test_next_turn_reuses_the_prefilled_prefix(engine, loaded_model):
     assert engine.prefix_cache.stats().reused_tokens - reused == (n1 - 1) // PREFIX_BLOCK * PREFIX_BLOCK
 
 
-def test_several_resumed_prompts_prefill_together(loaded_model, processed):
+def test_several_resumed_prompts_prefill_together(loaded_model, processed, monkeypatch):
     """Next turns with cached prefixes of different lengths, admitted together: one pass, right answers."""
+    # These prompts differ in length more than a prefill group normally allows (see the next test).
+    monkeypatch.setattr(engine_module, "PREFILL_PADDING_SLACK", 100.0)
     engine = Engine(
         loaded_model.model, loaded_model.processor.tokenizer, prefix_cache=PrefixCache(64 << 20), eos_token_ids=[EOS]
     ).start()
@@ -352,3 +355,263 @@ def test_item_key_depends_on_pixels_grid_and_merge():
     changed = rows.clone()
     changed[3, 5] += 1e-3
     assert key != item_key(changed, (1, 4, 4), 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Batching internals, driven inline (no scheduler thread) so that the batch layout can be inspected
+# --------------------------------------------------------------------------------------------------
+
+
+def _run_inline(engine: Engine) -> None:
+    """What the scheduler loop does, on this thread, until nothing is waiting or running."""
+    with torch.inference_mode():
+        while engine.num_waiting or engine.num_running:
+            with engine._cond:
+                admitted = engine._admit()
+            if admitted:
+                engine._prefill(admitted)
+            engine._decode()
+
+
+def _inline_engine(loaded_model, **kwargs) -> Engine:
+    settings = dict(max_batch_size=8, prefix_cache=PrefixCache(64 << 20), eos_token_ids=[EOS])
+    settings.update(kwargs)
+    return Engine(loaded_model.model, loaded_model.processor.tokenizer, **settings)  # never started
+
+
+def _process(loaded_model, conversation, **kwargs) -> dict:
+    return loaded_model.processor(
+        conversation=conversation, add_system_prompt=True, add_generation_prompt=True, return_tensors="pt", **kwargs
+    )
+
+
+def test_kv_rows_join_and_leave_in_place():
+    """The batch KV layer: newcomers (shorter or longer) are left-padded, leavers replaced by the last rows."""
+
+    def pad_left(x, length):
+        return torch.cat([x.new_zeros(*x.shape[:2], length - x.shape[2], x.shape[3]), x], dim=2)
+
+    layer = engine_module._AppendLayer()
+    ref = torch.randn(3, 2, 10, 4)
+    layer.load(ref.clone(), -ref)
+    for _ in range(100):  # decode steps, past the first buffer's spare columns
+        column = torch.randn(3, 2, 1, 4)
+        layer.update(column, -column)
+        ref = torch.cat([ref, column], dim=2)
+    assert torch.equal(layer.keys, ref) and torch.equal(layer.values, -ref)
+
+    for n in (1, 1):
+        buffer = layer._k
+        shorter = torch.randn(1, 2, 7 * n, 4)
+        layer.add_rows(shorter, -shorter)
+        ref = torch.cat([ref, pad_left(shorter, 110)])
+        assert torch.equal(layer.keys, ref) and torch.equal(layer.values, -ref)
+    assert layer._k is buffer  # the first newcomer made spare rows; the second was just written in
+
+    longer = torch.randn(2, 2, 150, 4)
+    layer.add_rows(longer, -longer)
+    ref = torch.cat([pad_left(ref, 150), longer])
+    assert torch.equal(layer.keys, ref) and torch.equal(layer.values, -ref)
+
+    buffer = layer._k
+    layer.keep_rows([0, 6, 2, 4, 5], trim=30)  # rows 1 and 3 leave; row 6 moves into row 1's place
+    ref = ref[[0, 6, 2, 4, 5]][:, :, 30:]
+    assert torch.equal(layer.keys, ref) and torch.equal(layer.values, -ref)
+    assert layer._k is buffer
+    column = torch.randn(5, 2, 1, 4)
+    layer.update(column, -column)
+    ref = torch.cat([ref, column], dim=2)
+    assert torch.equal(layer.keys, ref)
+
+    many = torch.randn(40, 2, 20, 4)
+    layer.add_rows(many, -many)
+    ref = torch.cat([ref, pad_left(many, ref.shape[2])])
+    layer.keep_rows([0, 44], trim=0)  # nearly everyone leaves: the buffers shrink (KV memory is precious)
+    assert torch.equal(layer.keys, ref[[0, 44]]) and torch.equal(layer.values, -ref[[0, 44]])
+    assert layer._k.shape[0] < 10
+
+
+@pytest.mark.parametrize("one_pass", [True, False], ids=["one-pass", "pass-per-batch"])
+def test_staggered_sequences_of_mixed_lengths_match_generate(loaded_model, processed, one_pass):
+    """Many joins and leaves (rows reordered as others finish) in batches of mixed length: each answer is generate's.
+
+    Decoding all batches in one forward pass (attention batch by batch) or, where attention cannot be
+    split (not SDPA, sliding windows), one pass per batch.
+    """
+    engine = _inline_engine(loaded_model, feature_cache=FeatureCache(64 << 20))
+    assert engine._one_pass  # the fixture model uses SDPA
+    engine._one_pass = one_pass
+    long_image = [{"role": "user", "content": [{"type": "image", "image": {"image_path": str(MEDIA / "image_c.png")}}]}]
+    prompts = [
+        *processed[:3],
+        _process(loaded_model, long_image + [{"role": "user", "content": "What?"}]),
+        *processed[3:],
+    ]
+    lengths = [3, 17, 8, 25, 5, 12, 30, 2, 9, 21, 14]
+    jobs = [(prompts[i % len(prompts)], n) for i, n in enumerate(lengths)]
+    collectors = [Collector() for _ in jobs]
+    most_batches = 0
+    with torch.inference_mode():
+        for step, ((out, n), collector) in enumerate(zip(jobs, collectors)):
+            engine.submit(prepared(out), SamplingParams(n), collector)
+            with engine._cond:
+                admitted = engine._admit()
+            if admitted:
+                engine._prefill(admitted)
+            for _ in range(step % 3 + 1):  # a few decode steps between arrivals
+                engine._decode()
+                most_batches = max(most_batches, len(engine._batches))
+    _run_inline(engine)
+    assert most_batches >= 2  # rows of different batches really decoded side by side
+    for (out, n), collector in zip(jobs, collectors):
+        text, end = collector.result(timeout=1)
+        assert isinstance(end, Finished) and end.completion_tokens == n
+        assert text == reference(loaded_model, out, n)
+
+
+def test_long_and_short_prompts_decode_in_separate_batches(loaded_model):
+    """Resumed prompts are prefilled and batched by length: a long image prompt does not pad the short chats."""
+    engine = _inline_engine(loaded_model)
+    long_image = [{"role": "user", "content": [{"type": "image", "image": {"image_path": str(MEDIA / "image_c.png")}}]}]
+    short_image = [
+        {"role": "user", "content": [{"type": "image", "image": {"image_path": str(MEDIA / "image_a.png")}}]}
+    ]
+    text_only = [{"role": "user", "content": "Hello there."}]
+    for c in (long_image, short_image, text_only):  # fill the prefix cache
+        engine.submit(
+            prepared(_process(loaded_model, c + [{"role": "user", "content": "Hi."}])), SamplingParams(2), Collector()
+        )
+    _run_inline(engine)
+
+    questions = [
+        "What is it?",
+        "Tell me a story about the sea.",
+        "Why?",
+        "Count to ten, slowly.",
+        "And then?",
+        "Go on.",
+    ]
+    nexts = [
+        _process(loaded_model, c + [{"role": "user", "content": q}])
+        for c, q in zip([long_image, short_image] + [text_only] * 4, questions)
+    ]
+    assert nexts[0]["input_ids"].shape[1] > 3000 > 1000 > nexts[1]["input_ids"].shape[1]
+    collectors = [Collector() for _ in nexts]
+    for out, collector in zip(nexts, collectors):
+        engine.submit(prepared(out), SamplingParams(6), collector)
+    hits = engine.prefix_cache.stats().hits
+    with torch.inference_mode():
+        with engine._cond:
+            admitted = engine._admit()
+        engine._prefill(admitted)  # all admitted together
+    assert engine.prefix_cache.stats().hits == hits + len(nexts)
+    # The long prompt decodes alone (padding the 5 short ones to its length would cost more than a
+    # forward pass); the short ones share a batch (a little padding costs less than one more pass).
+    assert sorted(len(batch.seqs) for batch in engine._batches) == [1, 5]
+    long_batch = next(batch for batch in engine._batches if len(batch.seqs) == 1)
+    assert long_batch.seqs[0].prompt.num_tokens == nexts[0]["input_ids"].shape[1]
+    assert max(batch.length for batch in engine._batches if batch is not long_batch) < 1000
+    _run_inline(engine)
+    for out, collector in zip(nexts, collectors):
+        assert collector.result(timeout=1)[0] == reference(loaded_model, out, 6)
+
+
+def test_resumed_prompt_with_new_media_after_the_cached_prefix(loaded_model):
+    """Turn 2 adds an image: only the new part is embedded (with the new image's features), same answer."""
+    engine = _inline_engine(loaded_model, feature_cache=FeatureCache(64 << 20))
+    turn1 = [
+        {"role": "user", "content": [{"type": "image", "image": {"image_path": str(MEDIA / "image_a.png")}}, "What?"]}
+    ]
+    turn2 = turn1 + [
+        {"role": "assistant", "content": "A picture."},
+        {
+            "role": "user",
+            "content": [{"type": "image", "image": {"image_path": str(MEDIA / "image_b.png")}}, "And this?"],
+        },
+    ]
+    engine.submit(prepared(_process(loaded_model, turn1)), SamplingParams(3), Collector())
+    _run_inline(engine)
+    out = _process(loaded_model, turn2)
+    collector = Collector()
+    engine.submit(prepared(out), SamplingParams(8), collector)
+    reused = engine.prefix_cache.stats().reused_tokens
+    _run_inline(engine)
+    assert engine.prefix_cache.stats().reused_tokens > reused  # turn 1's KV was reused...
+    assert engine.stats.encoded_items == 2  # ...and the second image encoded
+    assert collector.result(timeout=1)[0] == reference(loaded_model, out, 8)
+
+
+def test_same_media_after_a_different_prefix_reuses_the_features(loaded_model):
+    engine = _inline_engine(loaded_model, feature_cache=FeatureCache(64 << 20))
+    conversation = [
+        {"role": "user", "content": [{"type": "image", "image": {"image_path": str(MEDIA / "image_gray.png")}}, "Hm?"]}
+    ]
+    engine.submit(prepared(_process(loaded_model, conversation)), SamplingParams(2), Collector())
+    _run_inline(engine)
+    other = _process(loaded_model, [{"role": "system", "content": "Be brief."}, *conversation])
+    collector = Collector()
+    engine.submit(prepared(other), SamplingParams(6), collector)
+    _run_inline(engine)
+    assert engine.stats.encoder_calls == 1 and engine.feature_cache.stats().hits == 1
+    assert collector.result(timeout=1)[0] == reference(loaded_model, other, 6)
+
+
+def test_media_without_placeholders_fail_even_when_the_prefix_is_cached(loaded_model, processed):
+    """The placeholder count is checked against the media even when no features are needed."""
+    engine = _inline_engine(loaded_model, feature_cache=FeatureCache(64 << 20))
+    good = prepared(processed[0])
+    engine.submit(good, SamplingParams(2), Collector())
+    _run_inline(engine)
+    extra = prepared(processed[4])  # two more images, without placeholders in the prompt
+    broken = PreparedPrompt(
+        good.input_ids,
+        torch.cat([good.pixel_values, extra.pixel_values]),
+        torch.cat([good.grid_sizes, extra.grid_sizes]),
+        torch.cat([good.merge_sizes, extra.merge_sizes]),
+        torch.cat([good.compression_mask, extra.compression_mask]),
+    ).with_cache_keys(IMAGE)
+    assert broken.prefix_hashes == good.with_cache_keys(IMAGE).prefix_hashes  # the cached prefix matches
+    collector = Collector()
+    engine.submit(broken, SamplingParams(2), collector)
+    hits = engine.prefix_cache.stats().hits
+    _run_inline(engine)
+    assert engine.prefix_cache.stats().hits == hits + 1
+    _, end = collector.result(timeout=1)
+    assert isinstance(end, Failed) and isinstance(end.error, InputError)
+
+
+def test_fast_detokenizer_path_matches_the_tokenizer(loaded_model):
+    tokenizer = loaded_model.processor.tokenizer
+    assert engine_module._backend_decoder(tokenizer) is not None  # the fixture's tokenizer takes the fast path
+    generator = torch.Generator().manual_seed(1)
+    vocab = loaded_model.model.config.vocab_size  # the model can emit ids the tokenizer does not know
+    for _ in range(20):
+        ids = torch.randint(0, vocab, (40,), generator=generator).tolist()
+        for skip in (True, False):
+            detokenizer = IncrementalDetokenizer(tokenizer, skip_special_tokens=skip)
+            text = "".join(detokenizer.push(i) for i in ids) + detokenizer.flush()
+            assert text == tokenizer.decode(ids, skip_special_tokens=skip)
+
+
+def test_unstreamed_text_is_decoded_once_at_the_end(loaded_model, processed):
+    """stream=False: one TextDelta with the same text as the streamed deltas; stop strings still apply."""
+    engine = _inline_engine(loaded_model)
+    collectors = {name: Collector() for name in ("streamed", "whole", "whole_with_stop")}
+    engine.submit(prepared(processed[2]), SamplingParams(20), collectors["streamed"])
+    engine.submit(prepared(processed[2]), SamplingParams(20, stream=False), collectors["whole"])
+    _run_inline(engine)
+    events = {name: [] for name in collectors}
+    for name, collector in collectors.items():
+        while not collector.events.empty():
+            events[name].append(collector.events.get())
+    deltas = {name: [e.text for e in evs if isinstance(e, TextDelta)] for name, evs in events.items()}
+    text = "".join(deltas["streamed"])
+    assert len(deltas["streamed"]) > 1 and deltas["whole"] == [text]
+    assert text == reference(loaded_model, processed[2], 20)
+
+    stop = text[len(text) // 2 : len(text) // 2 + 2]
+    assert stop.strip()
+    engine.submit(prepared(processed[2]), SamplingParams(20, stop=(stop,), stream=False), collectors["whole_with_stop"])
+    _run_inline(engine)
+    cut, end = collectors["whole_with_stop"].result(timeout=1)
+    assert cut == text[: text.index(stop)] and end.reason == "stop"

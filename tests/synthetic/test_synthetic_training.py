@@ -31,6 +31,7 @@ def test_reduced_recipe_loss_falls(tmp_path):
     build_initial_model(out / "init", TINY, seed=0, corpus_scale=0.02)
     overrides = [
         f"output_dir={out}",
+        f"export_dir={tmp_path / 'exported'}",  # never the bundled model's folder
         "train.global_batch_size=4",
         "train.micro_batch_tokens=1024",
         "train.epochs=20",
@@ -43,7 +44,11 @@ def test_reduced_recipe_loss_falls(tmp_path):
         "stage2.train.max_steps=2",
         "stage3.train.max_steps=16",
         "stage4.train.max_steps=2",
+        # The recipe's weights are for thousands of samples: the reduced run uses every sample once.
+        "stage1.data.sources=[{path: " + str(out / "data" / "image_captions.jsonl") + "}]",
+        "stage2.data.sources=[{path: " + str(out / "data" / "video_captions.jsonl") + "}]",
         "stage3.data.sources=[{path: " + str(out / "data" / "image_qa.jsonl") + "}]",
+        "stage4.data.sources=[{path: " + str(out / "data" / "video_qa.jsonl") + "}]",
     ]
     recipe = load_recipe("synthetic", overrides)
     assert [s.name for s in recipe.stages] == ["stage1", "stage2", "stage3", "stage4"]
@@ -56,3 +61,6 @@ def test_reduced_recipe_loss_falls(tmp_path):
     assert last < 0.7 * first, losses
     assert (out / "stage4" / "final" / "model.safetensors").is_file()
     assert (out / "stage4" / "final" / "tokenizer_config.json").is_file()
+    # The last stage's model is exported (for the real recipe: the bundled model's folder).
+    exported = sorted(p.name for p in (tmp_path / "exported").iterdir())
+    assert exported == sorted(p.name for p in (out / "stage4" / "final").iterdir())

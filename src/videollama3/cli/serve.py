@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--torch-threads",
         type=int,
         default=None,
-        help="CPU threads per torch op (default: one per core; fewer is faster for small models on busy CPUs)",
+        help="CPU threads per torch op (default on a CPU: the cores --preprocess-workers leave, at least 1)",
     )
     batching = parser.add_argument_group("batching")
     batching.add_argument("--max-batch-size", type=int, default=32, help="sequences decoded together (default 32)")

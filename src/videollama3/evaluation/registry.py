@@ -75,6 +75,10 @@ _builtin("ocrbench", "ocrbench:OCRBench", "OCRBench (score out of 1000)")
 _builtin("realworldqa", "realworldqa:RealWorldQA", "RealWorldQA")
 _builtin("mme", "mme:MME", "MME perception / cognition (acc + acc+)")
 _builtin("gqa", "gqa:GQA", "GQA testdev balanced")
+# The synthetic world's held-out questions (write them with `videollama3 synth --benchmark --out DIR`)
+_REGISTRY["synthetic"] = _Entry(
+    "videollama3.synthetic.benchmark:SyntheticBenchmark", {}, "synthetic world: held-out image / video questions"
+)
 
 _entry_points_loaded = False
 

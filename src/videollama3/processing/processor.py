@@ -18,6 +18,7 @@ prompt order, ``pixel_values`` rows in merge-block order.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -803,14 +804,31 @@ class VideoLLaMA3Processor:
             plan = group.plan
             size = group.members[0][0].size
             sub = VideoPlan(plan.name, plan.height, plan.width, [], [plan.keys[k] for k in needed], plan.source)
-            for position, frame in _prefetched(sub.frames(None, progress)):
-                frame = resize(frame, size, resample)  # right after decoding: full-size frames never pile up
-                for item, j in destinations[needed[position]]:
-                    if item.size != size:
-                        raise AssertionError("items of one video group must share their size")
-                    _, gh, gw = item.grid(p)
-                    start = item.row_offset + j * gh * gw
-                    write_patches(out[start : start + gh * gw], frame, item.merge_size, normalize, p)
+
+            # Frames are resized as soon as they are decoded (full-size frames never pile up), by a few
+            # threads: Pillow and NumPy release the GIL, so resizing uses the cores decoding leaves idle.
+            targets = [destinations[k] for k in needed]
+            place = functools.partial(self._write_frame, out, targets, size, normalize)
+            _parallel_map(place, _prefetched(sub.frames(None, progress)), resize_threads())
+
+    def _write_frame(
+        self,
+        out: torch.Tensor,
+        targets: list[list[tuple[_Item, int]]],
+        size: tuple[int, int],
+        normalize: PixelNormalizer,
+        position: int,
+        frame: np.ndarray,
+    ) -> None:
+        """Resize decoded frame ``position`` of a video group and write it into every (item, frame) using it."""
+        p = self.image_processor.patch_size
+        frame = resize(frame, size, self.image_processor.resample)
+        for item, j in targets[position]:
+            if item.size != size:
+                raise AssertionError("items of one video group must share their size")
+            _, gh, gw = item.grid(p)
+            start = item.row_offset + j * gh * gw
+            write_patches(out[start : start + gh * gw], frame, item.merge_size, normalize, p)
 
     def _expand(self, prompt: str, counts: list[int]) -> list[int]:
         """Tokenize a prompt and repeat its j-th ``<image>`` id ``counts[j]`` times.
@@ -867,6 +885,38 @@ def _kept_per_frame(keep: torch.Tensor, grid_sizes: torch.Tensor, merge_sizes: t
         counts.extend(keep[start : start + t * per_frame].view(t, per_frame).sum(dim=1).tolist())
         start += t * per_frame
     return counts
+
+
+def resize_threads() -> int:
+    """Threads resizing decoded frames: one per core; ``VIDEOLLAMA3_RESIZE_THREADS`` overrides."""
+    override = os.environ.get("VIDEOLLAMA3_RESIZE_THREADS")
+    if override:
+        return max(int(override), 1)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _parallel_map(function, items: Iterator[tuple[int, Any]], threads: int) -> None:
+    """``function(*item)`` for every item on ``threads`` threads, at most ``2 * threads`` items in flight
+    (each holds a full-size frame). The first error is raised once the items in flight have finished."""
+    if threads <= 1:
+        for item in items:
+            function(*item)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending: deque = deque()
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="videollama3-resize") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(function, *item))
+                while len(pending) >= 2 * threads:
+                    pending.popleft().result()
+            while pending:
+                pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _prefetched(iterator: Iterator, depth: int = 2) -> Iterator:

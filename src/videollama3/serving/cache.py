@@ -113,7 +113,13 @@ def prefix_hashes(
     features included, are the same. The prompt's last token is never covered, so a cached prefix always
     leaves at least one token to run (the one whose logits start the answer).
     """
-    ids = input_ids.reshape(-1).tolist()
+    ids = input_ids.reshape(-1).to("cpu", torch.int64)
+    # Runs on the request thread pool but holds the GIL the model thread needs: the per-block work is
+    # slicing bytes and looking up counts, not converting tokens one by one (a 3600-token prompt is 112 blocks).
+    data = ids.numpy().tobytes()
+    width = ids.element_size()
+    # placeholders_before[j] = placeholders among the first j * block tokens
+    placeholders_before = torch.cat([ids.new_zeros(1), (ids == image_token_id).cumsum(0)])[::block].tolist()
     # Item of each placeholder, in order (placeholders of item i are consecutive, kept_per_item[i] of them).
     item_starts, total = [], 0
     for n in kept_per_item:
@@ -121,12 +127,11 @@ def prefix_hashes(
         total += n
     digest = hashlib.blake2b(digest_size=16)
     out: list[str] = []
-    placeholders = 0
     next_item = 0
-    for start in range(0, len(ids) - 1 - (len(ids) - 1) % block, block):
-        chunk = ids[start : start + block]
-        digest.update(torch.tensor(chunk, dtype=torch.int64).numpy().tobytes())
-        placeholders += sum(1 for t in chunk if t == image_token_id)
+    length = ids.numel()
+    for j, start in enumerate(range(0, length - 1 - (length - 1) % block, block)):
+        digest.update(data[start * width : (start + block) * width])
+        placeholders = placeholders_before[j + 1]
         while next_item < len(item_keys) and item_starts[next_item] < placeholders:
             digest.update(item_keys[next_item].encode())
             next_item += 1

@@ -24,7 +24,7 @@ class ServerConfig:
     # model
     device: str = "auto"
     dtype: str = "auto"
-    torch_threads: int | None = None  # intra-op threads; None = torch's default (one per core)
+    torch_threads: int | None = None  # intra-op threads; None = on a CPU, the cores the preprocessing pool leaves
     # batching
     max_batch_size: int = 32
     max_prefill_tokens: int = 16384

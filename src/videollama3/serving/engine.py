@@ -6,12 +6,14 @@ Requests do not wait for each other. Each iteration of the scheduler
    visual features come from the :class:`~.cache.FeatureCache` or one vision-encoder call for all
    missing items; prompts of similar length are prefilled together (left-padded) into a fresh KV
    cache, which then joins a running batch (both left-padded to a common length);
-2. runs one decode step per running batch: one forward pass, one new token for every sequence. The
-   running sequences form a few batches of similar length rather than one, so that short chats are
-   not padded to the length of a long video prompt (see :meth:`Engine._place`);
+2. runs one decode step: one new token for every running sequence, in one forward pass. The running
+   sequences form a few batches of similar length, each with its own KV cache, so that short chats
+   are not padded to the length of a long video prompt (see :meth:`Engine._place`); only attention
+   runs batch by batch (see :func:`_batches_sdpa`);
 3. hands every sequence its new text through the sequence's own ``emit`` callback (never a shared
    queue, so tokens cannot reach the wrong client) and drops finished or cancelled sequences from
-   their batch (rows of the KV cache are removed, and leading all-padding columns trimmed).
+   their batch (their rows of the KV cache are overwritten by the batch's last rows, and leading
+   all-padding columns trimmed).
 
 The model is touched by this thread only, so no lock is held around forward passes. Decoding media and
 tokenising happen before :meth:`Engine.submit`, on other threads.
@@ -32,23 +34,29 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
+from tokenizers import Tokenizer
+from transformers import AttentionInterface, DynamicCache
 from transformers.cache_utils import DynamicLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from ..errors import InputError
 from .cache import FeatureCache, PrefixCache, item_key, prefix_hashes
 from .errors import unavailable
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 GREEDY_TEMPERATURE = 1e-5  # temperatures at or below this are greedy decoding (OpenAI's temperature=0)
 PREFILL_PADDING_SLACK = 1.25  # a prefill group may hold at most 25% padding (see _length_groups)...
 PREFILL_MASKED_MAX_LENGTH = 1024  # ...and longer prompts are only grouped with prompts of their length
-DECODE_PADDING_SLACK = 1.5  # a decode batch may hold at most 50% padding... (see Engine._place)
-MAX_DECODE_BATCHES = 4  # ...unless that would need more than this many forward passes per step
+DECODE_MERGE_PADDING = 2048  # sequences join a decode batch if that adds at most this many padded positions...
+DECODE_PADDING_SLACK = 1.5  # ...or leaves at most 50% padding (see Engine._place)...
+MAX_DECODE_BATCHES = 4  # ...and are forced into one once there are this many
 
 
 # --------------------------------------------------------------------------------------------------
@@ -65,6 +73,9 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # Whether text is emitted as it is generated. Without it (and without stop strings, which need the
+    # text as it goes), the sequence is detokenised once, when it ends: one TextDelta with all the text.
+    stream: bool = True
 
     @property
     def greedy(self) -> bool:
@@ -193,8 +204,11 @@ class IncrementalDetokenizer:
         self.ids: list[int] = []
         self._prefix = 0  # start of the decoding window
         self._read = 0  # tokens up to here have been emitted
+        self._backend = _backend_decoder(tokenizer)
 
     def _decode(self, ids: list[int]) -> str:
+        if self._backend is not None:
+            return self._backend.decode(ids, skip_special_tokens=self.skip_special_tokens)
         return self.tokenizer.decode(ids, skip_special_tokens=self.skip_special_tokens)
 
     def push(self, token_id: int) -> str:
@@ -206,12 +220,31 @@ class IncrementalDetokenizer:
             return new_text[len(prefix_text) :]
         return ""
 
+    def append(self, token_id: int) -> str:
+        """Add a token without decoding anything yet (:meth:`flush` returns its text); returns ""."""
+        self.ids.append(token_id)
+        return ""
+
     def flush(self) -> str:
         """Whatever is still held back (an incomplete character is emitted as U+FFFD)."""
         prefix_text = self._decode(self.ids[self._prefix : self._read])
         new_text = self._decode(self.ids[self._prefix :])
         self._prefix = self._read = len(self.ids)
         return new_text[len(prefix_text) :]
+
+
+def _backend_decoder(tokenizer):
+    """The Rust ``tokenizers.Tokenizer`` behind a fast tokenizer when decoding with it gives the same text.
+
+    Two decodes per generated token run on the model thread; ``PreTrainedTokenizerFast.decode`` wraps
+    the Rust call in Python type checks (``to_py_obj`` walks the ids) costing ten times the decode
+    itself. It adds nothing else unless ``clean_up_tokenization_spaces`` is set, so then the wrapper
+    is kept.
+    """
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if isinstance(backend, Tokenizer) and not getattr(tokenizer, "clean_up_tokenization_spaces", False):
+        return backend
+    return None
 
 
 class StopMatcher:
@@ -298,43 +331,49 @@ class _Batch:
     def length(self) -> int:
         return self.mask.shape[1]
 
-    def padded_size(self, other: _Batch) -> tuple[int, int]:
-        """(padded tokens, real tokens) of this batch and ``other`` merged."""
+    def added_padding(self, other: _Batch) -> int:
+        """Padded positions that merging ``other`` into this batch adds (over decoding the two apart)."""
         rows = len(self.seqs) + len(other.seqs)
-        return max(self.length, other.length) * rows, int(self.mask.sum()) + int(other.mask.sum())
+        return max(self.length, other.length) * rows - self.length * len(self.seqs) - other.length * len(other.seqs)
 
-    def extend(self, other: _Batch, config) -> None:
-        """Append ``other``'s rows (both left-padded to the longer length)."""
+    def padded_ratio(self, other: _Batch) -> float:
+        """(positions) / (real tokens) of this batch and ``other`` merged."""
+        rows = len(self.seqs) + len(other.seqs)
+        return max(self.length, other.length) * rows / (int(self.mask.sum()) + int(other.mask.sum()))
+
+    def extend(self, other: _Batch) -> None:
+        """Append ``other``'s rows (all left-padded to the longer length); only the new rows' KV is copied."""
         length = max(self.length, other.length)
-        layers = [
-            (
-                torch.cat([_pad_left(k0, length, 2), _pad_left(k1, length, 2)]),
-                torch.cat([_pad_left(v0, length, 2), _pad_left(v1, length, 2)]),
-            )
-            for (k0, v0, *_), (k1, v1, *_) in zip(self.cache, other.cache)
-        ]
-        self.cache = _make_cache(config, layers)
+        for layer, new in zip(self.cache.layers, other.cache.layers):
+            _add_rows(layer, new.keys, new.values)
         self.mask = torch.cat([_pad_left(self.mask, length, 1), _pad_left(other.mask, length, 1)])
         self.positions = torch.cat([self.positions, other.positions])
         self.last_tokens = torch.cat([self.last_tokens, other.last_tokens])
         self.seqs = self.seqs + other.seqs
 
-    def keep(self, rows: list[int], config) -> None:
-        """Keep only these rows, then drop leading columns that are padding in every remaining row."""
+    def keep(self, rows: list[int]) -> None:
+        """Keep only these rows (ascending), then drop leading columns that are padding in every remaining row.
+
+        The rows that leave are filled with the last rows of the batch, so only the KV of rows that move
+        is copied (and the order of ``seqs`` changes).
+        """
         if len(rows) == len(self.seqs):
             return
-        index = torch.tensor(rows, device=self.mask.device, dtype=torch.long)
+        n, kept = len(rows), set(rows)
+        order = list(range(n))  # new row i is old row order[i]
+        holes = [i for i in range(n) if i not in kept]
+        for hole, row in zip(holes, [r for r in rows if r >= n]):
+            order[hole] = row
+        index = torch.tensor(order, device=self.mask.device, dtype=torch.long)
         mask = self.mask.index_select(0, index)
         real_columns = mask.any(0).nonzero()
-        start = int(real_columns[0]) if real_columns.numel() else 0
-        layers = [
-            (k.index_select(0, index)[:, :, start:], v.index_select(0, index)[:, :, start:]) for k, v, *_ in self.cache
-        ]
-        self.cache = _make_cache(config, layers)
-        self.mask = mask[:, start:]
+        trim = int(real_columns[0]) if real_columns.numel() else 0
+        for layer in self.cache.layers:
+            _keep_rows(layer, order, trim)
+        self.mask = mask[:, trim:]
         self.positions = self.positions.index_select(0, index)
         self.last_tokens = self.last_tokens.index_select(0, index)
-        self.seqs = [self.seqs[i] for i in rows]
+        self.seqs = [self.seqs[i] for i in order]
 
 
 class Engine:
@@ -378,7 +417,15 @@ class Engine:
         self.device = model.get_input_embeddings().weight.device
         # With one query per row (decode), the causal mask is just the padding mask; handed to SDPA in 4D,
         # transformers uses it as is instead of rebuilding it every step (other kernels want their own form).
-        self._sdpa = getattr(model.config, "_attn_implementation", None) == "sdpa"
+        self._sdpa = getattr(model.config, "_attn_implementation", None) in ("sdpa", BATCHES_SDPA)
+        # All running batches decode in one forward pass when attention can run batch by batch (see
+        # _batches_sdpa): SDPA and only full-attention layers. The model's attention implementation is
+        # switched to BATCHES_SDPA for that, which is plain SDPA for every other forward pass.
+        layer_types = getattr(model.config, "layer_types", None) or ["full_attention"]
+        self._one_pass = self._sdpa and all(kind == "full_attention" for kind in layer_types)
+        if self._one_pass:
+            model.config._attn_implementation = BATCHES_SDPA
+            self._batches_cache = _BatchesCache(config=model.config)
         self.stats = EngineStats()
 
         self._cond = threading.Condition()
@@ -471,15 +518,7 @@ class Engine:
                 except Exception as exc:
                     logger.exception("engine step failed; failing %d running sequences", self.num_running)
                     self._fail_running(exc)
-                for batch in list(self._batches):
-                    try:
-                        self._decode_step(batch)
-                    except Exception as exc:
-                        logger.exception("decode step failed; failing its %d sequences", len(batch.seqs))
-                        for seq in batch.seqs:
-                            if not seq.done:
-                                self._fail(seq, exc)
-                        self._batches.remove(batch)
+                self._decode()
         self._fail_all(unavailable("The server is shutting down.", code="shutting_down"))
 
     def _admit(self) -> list[_Sequence]:
@@ -507,28 +546,41 @@ class Engine:
 
     # ------------------------------------------------------------------ prefill
     def _prefill(self, seqs: list[_Sequence]) -> None:
+        # A prompt whose first tokens' KV is cached runs only the rest through the model, so only the
+        # rest needs embeddings (and the media whose tokens are all in the cached part, no features).
+        cached = [
+            self.prefix_cache.lookup(seq.prompt.prefix_hashes) if self._prefix_cacheable(seq) else None for seq in seqs
+        ]
+        starts = [0 if c is None else c[1] for c in cached]
         embeds: list[torch.Tensor | None] = [None] * len(seqs)
         try:
-            embeds = self._prompt_embeddings(seqs)
+            embeds = self._prompt_embeddings(seqs, starts)
         except Exception:
             # Find the culprit(s): embed one by one, so one bad prompt does not fail its batch mates.
             for i, seq in enumerate(seqs):
                 try:
-                    embeds[i] = self._prompt_embeddings([seq])[0]
+                    embeds[i] = self._prompt_embeddings([seq], [starts[i]])[0]
                 except Exception as exc:
                     self._fail(seq, exc)
         fresh, resumed = [], []
-        for seq, e in zip(seqs, embeds):
+        for seq, e, c in zip(seqs, embeds, cached):
             if e is None:
                 continue
-            cached = self.prefix_cache.lookup(seq.prompt.prefix_hashes) if self._prefix_cacheable(seq) else None
-            if cached is None:
+            if c is None:
                 fresh.append((seq, e))
             else:
-                resumed.append((seq, e, cached))
-        if resumed:  # only the tokens after their cached prefixes run through the model, all in one pass
-            self._run_prefill(functools.partial(self._prefill_after_prefix, resumed), [r[0] for r in resumed])
-        for group in _length_groups(fresh):
+                resumed.append((seq, e, c))
+        # Resumed prompts run only the tokens after their cached prefixes, but their rows still hold the
+        # whole prompt's KV, and the prefilled rows go on to decode together as one batch: a 3700-token
+        # video prompt resumed beside 20 short chats would pad all of them to 3700 tokens for the rest of
+        # their lives. So they are grouped by length too (they need a padding mask anyway), as loosely as
+        # decode batches are (DECODE_MERGE_PADDING): prompts that would share one share the prefill.
+        for group in _length_groups(
+            resumed, lambda it: it[2][1] + it[1].shape[0], exact_long=False, padding=DECODE_MERGE_PADDING
+        ):
+            group_seqs = [seq for seq, _, _ in group]
+            self._run_prefill(functools.partial(self._prefill_after_prefix, group), group_seqs)
+        for group in _length_groups(fresh, lambda it: it[1].shape[0]):
             group_seqs = [seq for seq, _ in group]
             self._run_prefill(functools.partial(self._prefill_forward, [e for _, e in group], group_seqs), group_seqs)
 
@@ -554,24 +606,37 @@ class Engine:
         batch = self._place(state)
         self._process_tokens(batch, seqs, state.last_tokens.tolist())
 
-    def _prompt_embeddings(self, seqs: Sequence[_Sequence]) -> list[torch.Tensor]:
-        """(L_i, H) input embeddings of each prompt, visual features in place of the ``<image>`` tokens."""
-        features = self._visual_features(seqs)
+    def _prompt_embeddings(self, seqs: Sequence[_Sequence], starts: Sequence[int]) -> list[torch.Tensor]:
+        """(L_i - start_i, H) input embeddings of each prompt from token ``start_i`` on, visual features in place
+        of the ``<image>`` tokens.
+
+        Features are only looked up (or encoded) for prompts with placeholders from ``start_i`` on. The
+        number of placeholders is checked against the visual tokens the media keep either way (from the
+        compression mask, or from the features when there is no mask).
+        """
+        prompt_ids = [seq.prompt.input_ids.reshape(-1) for seq in seqs]
+        is_image = [ids == self.image_token_id for ids in prompt_ids]
+        needs = [
+            seq.prompt.pixel_values is not None and (bool(im[start:].any()) or seq.prompt.compression_mask is None)
+            for seq, im, start in zip(seqs, is_image, starts)
+        ]
+        features = iter(self._visual_features([seq for seq, need in zip(seqs, needs) if need]))
         embed = self.model.get_input_embeddings()
         out = []
-        for seq, feats in zip(seqs, features):
-            ids = seq.prompt.input_ids.reshape(-1).to(self.device)
-            emb = embed(ids)
-            is_image = ids == self.image_token_id
-            n_placeholders = int(is_image.sum())
-            n_features = 0 if feats is None else feats.shape[0]
-            if n_placeholders != n_features:
+        for seq, ids, im, start, need in zip(seqs, prompt_ids, is_image, starts, needs):
+            feats = next(features) if need else None
+            n_placeholders = int(im.sum())
+            n_visual = feats.shape[0] if feats is not None else sum(seq.prompt.kept_per_item())
+            if n_placeholders != n_visual:
                 raise InputError(
-                    f"the prompt holds {n_placeholders} <image> tokens but its media give {n_features} visual tokens "
+                    f"the prompt holds {n_placeholders} <image> tokens but its media give {n_visual} visual tokens "
                     "after frame pruning"
                 )
+            emb = embed(ids[start:].to(self.device))
             if feats is not None:
-                emb[is_image] = feats.to(emb.dtype)
+                here = im[start:].to(self.device)
+                before = n_placeholders - int(here.sum())  # placeholders in the cached prefix
+                emb[here] = feats[before:].to(emb.dtype)
             out.append(emb)
         return out
 
@@ -654,12 +719,13 @@ class Engine:
     ) -> _Batch:
         """Prefill prompts whose first tokens' KV is cached: only the rest of each runs, all in one pass.
 
+        ``items``: (sequence, (R_i, H) embeddings of the rest, (cached per-layer KV, cached length)).
         Row i holds ``[padding][cached prefix][padding][rest of the prompt]``: the cached prefixes are
         left-padded to the longest, and so are the new parts; the attention mask skips both paddings and
         the positions continue each prefix.
         """
         prefix_len = max(length for _, _, (_, length) in items)
-        rest_len = max(e.shape[0] - length for _, e, (_, length) in items)
+        rest_len = max(e.shape[0] for _, e, _ in items)
         batch, hidden = len(items), items[0][1].shape[-1]
         inputs = items[0][1].new_zeros(batch, rest_len, hidden)
         mask = torch.zeros(batch, prefix_len + rest_len, dtype=torch.long, device=self.device)
@@ -673,16 +739,23 @@ class Engine:
                 values[i, :, prefix_len - length :] = cached[layer][1]
             layers.append((keys, values))
         for i, (_, e, (_, length)) in enumerate(items):
-            rest = e.shape[0] - length
-            inputs[i, rest_len - rest :] = e[length:]
+            rest = e.shape[0]
+            inputs[i, rest_len - rest :] = e
             mask[i, prefix_len - length : prefix_len] = 1
             mask[i, prefix_len + rest_len - rest :] = 1
-            positions[i, rest_len - rest :] = torch.arange(length, e.shape[0], device=self.device)
+            positions[i, rest_len - rest :] = torch.arange(length, length + rest, device=self.device)
+        if self._sdpa:
+            # (B, 1, R, P + R): padding mask and causal among the new tokens, built here once instead of
+            # by transformers' generic mask functions on every prefill.
+            causal = torch.ones(rest_len, prefix_len + rest_len, dtype=torch.bool, device=self.device)
+            attention_mask = mask.bool()[:, None, None, :] & causal.tril_(prefix_len)[None, None]
+        else:
+            attention_mask = mask
         out = self.model(
             inputs_embeds=inputs,
-            attention_mask=mask,
+            attention_mask=attention_mask,
             position_ids=positions,
-            past_key_values=_make_cache(self.model.config, layers),
+            past_key_values=_make_cache(self.model.config, layers, room=rest_len),
             use_cache=True,
             logits_to_keep=1,
         )
@@ -694,24 +767,50 @@ class Engine:
 
         Every row of a batch is padded to the batch's longest sequence, and each decode step costs
         about (rows x length) in attention and KV-cache traffic, so a batch of short chats should not
-        carry a 4000-token video prompt. The group joins the batch where merging wastes the least
-        (at most ``DECODE_PADDING_SLACK`` padding); otherwise it starts a batch of its own, up to
-        ``MAX_DECODE_BATCHES`` batches (one forward pass each per step), beyond which it joins the
-        cheapest one anyway.
+        carry a 4000-token video prompt. All batches decode in one forward pass (see :meth:`_decode_all`),
+        but each costs an attention call per layer and step, about as much as attention over a couple of
+        thousand padded positions (for the fixture model on a CPU; the fixed cost of a call weighs more
+        on a GPU). So the group joins the batch where merging adds the fewest padded positions, if that
+        is at most ``DECODE_MERGE_PADDING`` or leaves at most ``DECODE_PADDING_SLACK`` padding; otherwise
+        it starts a batch of its own, up to ``MAX_DECODE_BATCHES`` batches, beyond which it joins the
+        cheapest one anyway. (Without the one-pass decode, each batch costs a whole forward pass per
+        step: the limit on batches keeps that bounded.)
         """
-        best, best_cost = None, None
+        best, best_added = None, None
         for batch in self._batches:
-            padded, real = batch.padded_size(group)
-            cost = padded / real
-            if best_cost is None or cost < best_cost:
-                best, best_cost = batch, cost
-        if best is not None and (best_cost <= DECODE_PADDING_SLACK or len(self._batches) >= MAX_DECODE_BATCHES):
-            best.extend(group, self.model.config)
+            added = batch.added_padding(group)
+            if best_added is None or added < best_added:
+                best, best_added = batch, added
+        if best is not None and (
+            best_added <= DECODE_MERGE_PADDING
+            or best.padded_ratio(group) <= DECODE_PADDING_SLACK
+            or len(self._batches) >= MAX_DECODE_BATCHES
+        ):
+            best.extend(group)
             return best
         self._batches.append(group)
         return group
 
     # ------------------------------------------------------------------ decode
+    def _decode(self) -> None:
+        """One decode step of every running sequence; a step that fails fails the sequences it ran."""
+        if self._one_pass and len(self._batches) > 1:
+            try:
+                self._decode_all()
+            except Exception as exc:
+                logger.exception("decode step failed; failing %d running sequences", self.num_running)
+                self._fail_running(exc)
+            return
+        for batch in list(self._batches):
+            try:
+                self._decode_step(batch)
+            except Exception as exc:
+                logger.exception("decode step failed; failing its %d sequences", len(batch.seqs))
+                for seq in batch.seqs:
+                    if not seq.done:
+                        self._fail(seq, exc)
+                self._batches.remove(batch)
+
     def _decode_step(self, batch: _Batch) -> None:
         seqs = list(batch.seqs)
         mask = torch.cat([batch.mask, batch.mask.new_ones(len(seqs), 1)], dim=1)
@@ -728,6 +827,34 @@ class Engine:
         batch.last_tokens = self._sample(out.logits[:, -1], seqs)
         self.stats.decode_steps += 1
         self._process_tokens(batch, seqs, batch.last_tokens.tolist())
+
+    def _decode_all(self) -> None:
+        """One decode step of every running batch in a single forward pass (see :func:`_batches_sdpa`).
+
+        Rows are the batches' rows one batch after the other; each batch keeps its own KV cache and
+        padding mask, so a batch of short chats is not padded to the length of a long video prompt.
+        """
+        batches = list(self._batches)
+        rows = self._batches_cache.bind(batches)
+        masks = [torch.cat([b.mask, b.mask.new_ones(len(b.seqs), 1)], dim=1) for b in batches]  # (B_i, T_i + 1)
+        seqs = [seq for b in batches for seq in b.seqs]
+        out = self.model(
+            input_ids=torch.cat([b.last_tokens for b in batches]).unsqueeze(1),  # (B, 1)
+            # Given as the per-layer-type mapping, the masks reach attention as they are.
+            attention_mask={"full_attention": _PerBatch([m.bool()[:, None, None, :] for m in masks], rows)},
+            position_ids=torch.cat([b.positions for b in batches]).unsqueeze(1),
+            past_key_values=self._batches_cache,
+            use_cache=True,
+        )
+        tokens = self._sample(out.logits[:, -1], seqs)  # (B,)
+        self.stats.decode_steps += 1
+        token_list = tokens.tolist()
+        for batch, mask, (start, end) in zip(batches, masks, rows):
+            batch.mask = mask
+            batch.positions = batch.positions + 1
+            batch.last_tokens = tokens[start:end]
+        for batch, (start, end) in zip(batches, rows):
+            self._process_tokens(batch, seqs[start:end], token_list[start:end])
 
     def _sample(self, logits: torch.Tensor, seqs: Sequence[_Sequence]) -> torch.Tensor:
         """One token per row: argmax for greedy rows; temperature + top-p with the row's generator otherwise."""
@@ -763,7 +890,7 @@ class Engine:
 
     def _keep(self, batch: _Batch, rows: list[int]) -> None:
         if rows:
-            batch.keep(rows, self.model.config)
+            batch.keep(rows)
         elif batch in self._batches:
             self._batches.remove(batch)
 
@@ -773,7 +900,10 @@ class Engine:
         if token in self.eos_token_ids:
             self._finish(seq, "stop")
             return
-        text = seq.detokenizer.push(token)
+        if seq.params.stream or seq.params.stop:
+            text = seq.detokenizer.push(token)
+        else:
+            text = seq.detokenizer.append(token)  # decoded all at once by _finish
         if text:
             visible, stopped = seq.stops.feed(text)
             if visible:
@@ -822,81 +952,255 @@ class Engine:
         self._fail_running(error)
 
 
-def _length_groups(items: list[tuple[_Sequence, torch.Tensor]]) -> list[list[tuple[_Sequence, torch.Tensor]]]:
-    """Split prompts into prefill groups of similar length.
+def _length_groups(
+    items: list[T], length: Callable[[T], int], exact_long: bool = True, padding: int = 0
+) -> list[list[T]]:
+    """Split prompts into prefill groups of similar ``length``.
 
     A left-padded prefill costs (longest prompt) x (group size) tokens, and a padding mask also makes
     SDPA leave its fused causal kernel for one that materialises the (length x length) scores: for a
     3600-token prompt beside a 3000-token one, that is several times slower than two separate
     prefills. So long prompts (over ``PREFILL_MASKED_MAX_LENGTH``) share a prefill only with prompts
-    of exactly their length (no mask needed), and shorter ones are grouped (by increasing length) while
-    padding stays under ``PREFILL_PADDING_SLACK`` of the real tokens.
+    of exactly their length (no mask needed), unless ``exact_long`` is False (prompts resumed from a
+    cached prefix, which need a mask anyway), and shorter ones are grouped (by increasing length) while
+    padding stays under ``PREFILL_PADDING_SLACK`` of the real tokens or ``padding`` positions in all.
     """
-    groups: list[list[tuple[_Sequence, torch.Tensor]]] = []
-    current: list[tuple[_Sequence, torch.Tensor]] = []
+    groups: list[list[T]] = []
+    current: list[T] = []
     real = 0
-    for item in sorted(items, key=lambda it: it[1].shape[0]):
-        length = item[1].shape[0]
+    for item in sorted(items, key=length):
+        n = length(item)
         if current:
-            if length > PREFILL_MASKED_MAX_LENGTH:
-                fits = all(it[1].shape[0] == length for it in current)
+            if exact_long and n > PREFILL_MASKED_MAX_LENGTH:
+                fits = all(length(it) == n for it in current)
             else:
-                fits = length * (len(current) + 1) <= PREFILL_PADDING_SLACK * (real + length)
+                padded = n * (len(current) + 1)
+                fits = padded <= PREFILL_PADDING_SLACK * (real + n) or padded - real - n <= padding
             if not fits:
                 groups.append(current)
                 current, real = [], 0
         current.append(item)
-        real += length
+        real += n
     if current:
         groups.append(current)
     return groups
 
 
 class _AppendLayer(DynamicLayer):
-    """A KV-cache layer that appends into spare capacity instead of re-concatenating every step.
+    """One layer's KV cache for a running batch, kept in buffers with room to grow in every direction.
 
-    ``DynamicLayer`` grows by ``torch.cat``, copying the whole (batch x heads x length) cache of every
-    layer at every decode step; with 32 sequences that copy costs as much as the attention itself.
-    Here the cache lives in a buffer with room to grow (amortised: +50%), and ``keys`` / ``values``
-    are views of its filled part, so a step writes one column.
+    ``keys`` / ``values`` are views ``buffer[:rows, :, start:end]`` of (row capacity, heads, column
+    capacity, head_dim) buffers, so that no event of continuous batching copies the whole cache:
+
+    - a decode step writes one column (``DynamicLayer`` grows by ``torch.cat``, copying the whole
+      cache of every layer at every step: with 32 sequences that costs as much as the attention);
+    - sequences joining write only their own rows (a longer prompt takes spare columns on the left);
+    - sequences leaving are overwritten by rows moved from the end (:meth:`keep_rows`), and dropping
+      leading all-padding columns just moves ``start``.
+
+    A buffer that is full is reallocated half as large again (amortised copies). Every position of
+    the live window is written (real KV or zeros): padding must be finite, as the attention multiplies
+    it by a zero weight.
     """
 
     def __init__(self):
         super().__init__()
-        self._key_buffer: torch.Tensor | None = None
-        self._value_buffer: torch.Tensor | None = None
+        self._k: torch.Tensor | None = None  # (row capacity, heads, column capacity, head_dim)
+        self._v: torch.Tensor | None = None
+        self._rows = self._start = self._end = 0
+
+    @property
+    def _length(self) -> int:
+        return self._end - self._start
+
+    def _sync(self) -> None:
+        self.keys = self._k[: self._rows, :, self._start : self._end]
+        self.values = self._v[: self._rows, :, self._start : self._end]
+
+    def _reserve(self, rows: int = 0, left: int = 0, right: int = 0) -> None:
+        """Make room for ``rows`` rows in all, ``left`` free columns before the window and ``right`` after it."""
+        cap_rows, cap_columns = self._k.shape[0], self._k.shape[2]
+        if rows <= cap_rows and left <= self._start and self._end + right <= cap_columns:
+            return
+        length, room = self._length, cap_columns - self._end
+        new_rows = cap_rows if rows <= cap_rows else _spare(rows, 4, 4)
+        new_start = self._start if left <= self._start else left + max(64, length // 2)
+        new_room = room if right <= room else right + max(64, length // 2)
+        self._reallocate(new_rows, new_start, new_start + length + new_room)
+
+    def _reallocate(self, rows: int, start: int, columns: int) -> None:
+        """Move the live window into new (rows, heads, columns, head_dim) buffers, at column ``start``."""
+        length = self._length
+        for name in ("_k", "_v"):
+            old = getattr(self, name)
+            new = old.new_empty(rows, old.shape[1], columns, old.shape[3])
+            new[: self._rows, :, start : start + length] = old[: self._rows, :, self._start : self._end]
+            setattr(self, name, new)
+        self._start, self._end = start, start + length
+
+    def load(self, keys: torch.Tensor, values: torch.Tensor, room: int = 0) -> None:
+        """Start from (B, heads, L, head_dim) states, with room for at least ``room`` more columns."""
+        self.lazy_initialization(keys, values)
+        rows, heads, length, dim = keys.shape
+        columns = max(length + room, _spare(length, 64, 2))
+        self._k = keys.new_empty(rows, heads, columns, dim)
+        self._v = values.new_empty(rows, heads, columns, dim)
+        self._k[:, :, :length] = keys
+        self._v[:, :, :length] = values
+        self._rows, self._start, self._end = rows, 0, length
+        self._sync()
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if not self.is_initialized or self.keys.numel() == 0:
-            return super().update(key_states, value_states, *args, **kwargs)
-        length, added = self.keys.shape[-2], key_states.shape[-2]
-        buffer = self._key_buffer
-        if buffer is None or buffer.data_ptr() != self.keys.data_ptr() or length + added > buffer.shape[-2]:
-            capacity = length + added + max(64, length // 2)
-            self._key_buffer = _with_capacity(self.keys, capacity)
-            self._value_buffer = _with_capacity(self.values, capacity)
-        self._key_buffer[:, :, length : length + added] = key_states
-        self._value_buffer[:, :, length : length + added] = value_states
-        self.keys = self._key_buffer[:, :, : length + added]
-        self.values = self._value_buffer[:, :, : length + added]
+        if self._k is None:
+            self.load(key_states, value_states)
+            return self.keys, self.values
+        added = key_states.shape[-2]
+        self._reserve(right=added)
+        self._k[: self._rows, :, self._end : self._end + added] = key_states
+        self._v[: self._rows, :, self._end : self._end + added] = value_states
+        self._end += added
+        self._sync()
         return self.keys, self.values
 
+    def add_rows(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Append the rows of (g, heads, L', head_dim) states; all rows are left-padded to the longer length."""
+        extra = keys.shape[2] - self._length
+        if extra > 0:  # the newcomers are longer: the rows already here get padding columns on the left
+            self._reserve(left=extra)
+            self._start -= extra
+            self._k[: self._rows, :, self._start : self._start + extra] = 0
+            self._v[: self._rows, :, self._start : self._start + extra] = 0
+        rows, new = self._rows, keys.shape[0]
+        self._reserve(rows=rows + new)
+        pad_end = self._end - keys.shape[2]
+        self._k[rows : rows + new, :, self._start : pad_end] = 0
+        self._v[rows : rows + new, :, self._start : pad_end] = 0
+        self._k[rows : rows + new, :, pad_end : self._end] = keys
+        self._v[rows : rows + new, :, pad_end : self._end] = values
+        self._rows += new
+        self._sync()
 
-def _with_capacity(x: torch.Tensor, capacity: int) -> torch.Tensor:
-    buffer = x.new_empty(*x.shape[:2], capacity, x.shape[3])
-    buffer[:, :, : x.shape[2]] = x
-    return buffer
+    def keep_rows(self, order: list[int], trim: int) -> None:
+        """Row i becomes old row ``order[i]`` (only rows that change place are copied); drop ``trim`` leading columns."""
+        moved = [(i, j) for i, j in enumerate(order) if i != j]
+        if moved:
+            dst = torch.tensor([i for i, _ in moved], device=self._k.device)
+            src = torch.tensor([j for _, j in moved], device=self._k.device)
+            window = slice(self._start, self._end)
+            self._k[dst, :, window] = self._k[src, :, window]
+            self._v[dst, :, window] = self._v[src, :, window]
+        self._rows = len(order)
+        self._start += trim
+        # Buffers do not shrink as rows leave, but KV memory is what bounds a batch on a GPU: once they
+        # are over twice what the live window would get afresh, they are reallocated.
+        rows, columns = _spare(self._rows, 4, 4), _spare(self._length, 64, 2)
+        if self._k.shape[0] * self._k.shape[2] > 2 * rows * columns:
+            self._reallocate(rows, 0, columns)
+        self._sync()
 
 
-def _make_cache(config, tensors: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> DynamicCache:
-    """A ``DynamicCache`` for ``config`` with appending layers, optionally holding ``tensors`` (one per layer)."""
+class _PerBatch:
+    """Keys, values or attention masks of the batches decoded in one forward pass: one tensor per batch.
+
+    ``rows[i]`` = (start, end): the rows of batch i in the forward pass's input.
+    """
+
+    __slots__ = ("parts", "rows")
+
+    def __init__(self, parts: list[torch.Tensor], rows: list[tuple[int, int]]):
+        self.parts = parts
+        self.rows = rows
+
+
+class _BatchesCache(DynamicCache):
+    """The KV caches of several batches, as the one cache of a forward pass that decodes them all.
+
+    Each layer's new keys and values are split by rows into the batches' own caches, and attention
+    gets each batch's whole cache back (a :class:`_PerBatch`), for :func:`_batches_sdpa`.
+    """
+
+    def bind(self, batches: list[_Batch]) -> list[tuple[int, int]]:
+        """Use these batches' caches (rows in this order) for the next forward pass; returns their rows."""
+        self._batches, self._rows, start = batches, [], 0
+        for batch in batches:
+            self._rows.append((start, start + len(batch.seqs)))
+            start += len(batch.seqs)
+        return self._rows
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        keys, values = [], []
+        for batch, (start, end) in zip(self._batches, self._rows):
+            k, v = batch.cache.update(key_states[start:end], value_states[start:end], layer_idx)
+            keys.append(k)
+            values.append(v)
+        return _PerBatch(keys, self._rows), _PerBatch(values, self._rows)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return max(batch.cache.get_seq_length(layer_idx) for batch in self._batches)
+
+
+def _batches_sdpa(module, query, key, value, attention_mask, **kwargs):
+    """transformers' SDPA attention, except that in a decode step of several batches at once (see
+    :class:`_BatchesCache`) each batch's rows attend over their own KV cache with their own mask.
+
+    Everything else in the forward pass (projections, norms, MLPs, rotary embeddings) runs once for the
+    rows of all batches: on a CPU or for small batches, a forward pass per batch costs more in fixed
+    overhead than attention over a few thousand padded positions (see ``DECODE_MERGE_PADDING``).
+    """
+    if not isinstance(key, _PerBatch):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    outputs = [  # each (B_i, 1, heads, head_dim)
+        sdpa_attention_forward(module, query[start:end], k, v, mask, **kwargs)[0]
+        for (start, end), k, v, mask in zip(key.rows, key.parts, value.parts, attention_mask.parts)
+    ]
+    return torch.cat(outputs), None
+
+
+BATCHES_SDPA = "videollama3_batches_sdpa"
+AttentionInterface.register(BATCHES_SDPA, _batches_sdpa)
+AttentionMaskInterface.register(BATCHES_SDPA, sdpa_mask)  # the same masks as SDPA everywhere else
+
+
+def _spare(n: int, least: int, fraction: int) -> int:
+    """``n`` and room to grow: ``n / fraction`` more, at least ``least`` more."""
+    return n + max(least, n // fraction)
+
+
+def _make_cache(config, tensors: list[tuple[torch.Tensor, torch.Tensor]] | None = None, room: int = 0) -> DynamicCache:
+    """A ``DynamicCache`` for ``config`` with appending layers, optionally holding ``tensors`` (one per layer).
+
+    ``room``: columns the first forward pass will append (they are written in place).
+    """
     cache = DynamicCache(config=config)
     if all(type(layer) is DynamicLayer for layer in cache.layers):  # sliding-window layers stay as they are
         cache.layers = [_AppendLayer() for _ in cache.layers]
     for layer, (keys, values) in zip(cache.layers, tensors or []):
-        layer.lazy_initialization(keys, values)
-        layer.keys, layer.values = keys, values
+        if isinstance(layer, _AppendLayer):
+            layer.load(keys, values, room)
+        else:
+            layer.lazy_initialization(keys, values)
+            layer.keys, layer.values = keys, values
     return cache
+
+
+def _add_rows(layer: DynamicLayer, keys: torch.Tensor, values: torch.Tensor) -> None:
+    """Append rows of (g, heads, L', head_dim) states to a layer of a batch (all left-padded to the longer)."""
+    if isinstance(layer, _AppendLayer):
+        layer.add_rows(keys, values)
+        return
+    length = max(layer.keys.shape[2], keys.shape[2])
+    layer.keys = torch.cat([_pad_left(layer.keys, length, 2), _pad_left(keys, length, 2)])
+    layer.values = torch.cat([_pad_left(layer.values, length, 2), _pad_left(values, length, 2)])
+
+
+def _keep_rows(layer: DynamicLayer, order: list[int], trim: int) -> None:
+    """Row i of the layer becomes old row ``order[i]``; the first ``trim`` columns are dropped."""
+    if isinstance(layer, _AppendLayer):
+        layer.keep_rows(order, trim)
+        return
+    index = torch.tensor(order, device=layer.keys.device, dtype=torch.long)
+    layer.keys = layer.keys.index_select(0, index)[:, :, trim:]
+    layer.values = layer.values.index_select(0, index)[:, :, trim:]
 
 
 def _pad_left(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:

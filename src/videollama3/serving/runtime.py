@@ -5,6 +5,8 @@ Kept apart from :mod:`.app` so that loading and the engine can be used (and test
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +16,8 @@ from .config import ServerConfig
 from .engine import Engine
 from .media import MediaResolver
 from .service import GenerationDefaults, RequestPreparer
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,13 +35,15 @@ def load_model(config: ServerConfig) -> LoadedModel:
     from ..modeling import VideoLLaMA3ForCausalLM
     from ..processing import VideoLLaMA3Processor
 
-    if config.torch_threads:
-        # Process-wide. For small models, or when media decoding shares the cores, fewer intra-op
-        # threads than cores is much faster: idle OpenMP workers spin while the others wait for a core.
-        torch.set_num_threads(config.torch_threads)
     device = config.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    threads = config.torch_threads or default_torch_threads(device, config.preprocess_workers)
+    if threads:
+        # Process-wide. An intra-op thread that finds its core taken stalls every op of the model: the
+        # other OpenMP workers spin at the op's barrier until it runs again.
+        torch.set_num_threads(threads)
+        logger.info("torch intra-op threads: %d", threads)
     if config.dtype == "auto":
         use_bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
         dtype = torch.bfloat16 if use_bf16 else torch.float32
@@ -46,6 +52,26 @@ def load_model(config: ServerConfig) -> LoadedModel:
     model = VideoLLaMA3ForCausalLM.from_pretrained(config.model, dtype=dtype).to(device).eval()
     processor = VideoLLaMA3Processor.from_pretrained(config.model)
     return LoadedModel(model, processor)
+
+
+def default_torch_threads(device: str, preprocess_workers: int) -> int | None:
+    """Intra-op threads for a model on ``device`` when ``--torch-threads`` is not given (None: torch's default).
+
+    On a CPU the model's ops share the cores with the preprocessing pool (media decoding, the processor)
+    and the event loop. Torch's default, one thread per core, oversubscribes them whenever requests are
+    prepared while others decode, and an op waits for its slowest thread. So the model gets the cores
+    the pool does not (at least one, and no more than torch's default, which ``OMP_NUM_THREADS`` sets):
+    one on a 2-core machine. GPU models keep torch's default.
+    """
+    import torch
+
+    if not device.startswith("cpu"):
+        return None
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(torch.get_num_threads(), cores - preprocess_workers))
 
 
 class Runtime:

@@ -281,6 +281,7 @@ def sampling_params(
                 top_p=top_p,
                 seed=seed,
                 stop=stops,
+                stream=bool(request.stream),
             )
         )
     return params

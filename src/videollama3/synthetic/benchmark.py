@@ -148,10 +148,13 @@ def evaluate(
     output: str | os.PathLike | None = None,
     data_root: str | os.PathLike | None = None,
     show_progress: bool = False,
+    use_token_compression: bool | None = None,
 ) -> dict[str, Any]:
     """Accuracy of ``model_dir`` (default: the bundled model) on ``n`` held-out questions (half image, half
-    video, from benchmark seed ``seed``), via the evaluation runner. Returns the benchmark's metrics."""
-    from ..evaluation.predictors import ModelPredictor
+    video, from benchmark seed ``seed``), via the evaluation runner. Returns the benchmark's metrics.
+
+    ``use_token_compression`` switches the Differential Frame Pruner on or off (default: the checkpoint's
+    setting)."""
     from ..evaluation.runner import evaluate as run_evaluation
     from . import default_model_path
 
@@ -167,10 +170,19 @@ def evaluate(
             str(folder),
             output or tmp,
             settings,
-            lambda: ModelPredictor(model_dir, settings, device="cpu"),
+            lambda: _predictor(model_dir, settings, use_token_compression),
             model_name=model_dir,
             overwrite=True,
             show_progress=show_progress,
             print_summary=False,
         )
     return results["synthetic"]["metrics"]
+
+
+def _predictor(model_dir: str, settings: EvalSettings, use_token_compression: bool | None):
+    from ..evaluation.predictors import ModelPredictor
+
+    predictor = ModelPredictor(model_dir, settings, device="cpu")
+    if use_token_compression is not None:
+        predictor.processor.use_token_compression = use_token_compression
+    return predictor

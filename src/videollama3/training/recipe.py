@@ -172,6 +172,20 @@ class SyntheticConfig:
 
 
 @dataclass
+class WorldConfig:
+    """Render the synthetic visual world's training data and the small model's random initialisation
+    before training, unless they exist (the ``synthetic`` recipe; see :mod:`videollama3.synthetic`)."""
+
+    data_dir: str
+    init_dir: str
+    seed: int = 0
+    images: int = 8000
+    videos: int = 4000
+    texts: int = 4000
+    questions: int = 8
+
+
+@dataclass
 class StageConfig:
     name: str
     init: InitConfig | None = None
@@ -189,6 +203,8 @@ class Recipe:
     seed: int = 42
     init: InitConfig | None = None  # stage 1's starting point (a stage's own ``init`` wins)
     synthetic: SyntheticConfig | None = None
+    world: WorldConfig | None = None
+    export_dir: str | None = None  # the last stage's final model is also copied here (e.g. the bundled model)
     source: str | None = None  # where the recipe was read from (informational)
 
     def stage_dir(self, stage: StageConfig | str) -> Path:

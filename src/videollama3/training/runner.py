@@ -33,6 +33,44 @@ def prepare_synthetic(recipe: Recipe, env: DistEnv) -> None:
     barrier(env)
 
 
+def prepare_world(recipe: Recipe, env: DistEnv) -> None:
+    """Render the synthetic world's data and write the random small model of a recipe with ``world``, once."""
+    world = recipe.world
+    data, init = Path(world.data_dir), Path(world.init_dir)
+    if env.is_main and not (data / "meta.json").is_file():
+        from ..synthetic.writer import WorldSpec, write_dataset
+
+        spec = WorldSpec(
+            seed=world.seed,
+            images=world.images,
+            videos=world.videos,
+            texts=world.texts,
+            questions_per_image=world.questions,
+            questions_per_video=world.questions,
+        )
+        print(f"rendering the synthetic world's training data to {data}", flush=True)
+        write_dataset(data, spec)
+    if env.is_main and not (init / "config.json").is_file():
+        from ..synthetic.model import build_initial_model
+
+        print(f"writing the randomly initialised small model to {init}", flush=True)
+        build_initial_model(init, seed=world.seed)
+    barrier(env)
+
+
+def export_final(recipe: Recipe, env: DistEnv) -> None:
+    """Copy the last stage's final model to ``recipe.export_dir`` (replacing what is there)."""
+    source, target = recipe.stage_output(recipe.stages[-1]), Path(recipe.export_dir)
+    if env.is_main and source.is_dir():
+        staging = target.with_name(target.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        print(f"exported {source} to {target}", flush=True)
+    barrier(env)
+
+
 def resolve_init(recipe: Recipe, index: int, env: DistEnv) -> Path:
     """The checkpoint folder stage ``index`` starts from (assembling it from an LLM + encoder if needed)."""
     from ..checkpoint import resolve_checkpoint_dir
@@ -84,6 +122,8 @@ def run_recipe(
     try:
         if recipe.synthetic is not None:
             prepare_synthetic(recipe, env)
+        if recipe.world is not None:
+            prepare_world(recipe, env)
         for index, stage in enumerate(recipe.stages):
             if stages and stage.name not in stages:
                 continue
@@ -102,6 +142,8 @@ def run_recipe(
             init = resolve_init(recipe, index, env)
             trainer = StageTrainer(stage, init, recipe.stage_dir(stage), recipe.seed, env, callbacks)
             results.append(trainer.train())
+        if recipe.export_dir is not None and (not stages or recipe.stages[-1].name in stages):
+            export_final(recipe, env)
     finally:
         destroy_distributed()
     return results
