@@ -11,6 +11,8 @@ with the default budget of 16384 visual tokens:
   RGB (the ffmpeg pipe's output), subsample to ``max_frames``, copy them into the conversation, then the
   official image processor's per-frame transformers ``resize`` / ``rescale`` / ``normalize`` and patch
   reshape, and the prompt expansion + tokenization of ``process_text``.
+- ``official-ffmpeg``: the same with the ffmpeg binary doing the decoding, as the official code runs it
+  (``ffprobe``, then the ``fps`` filter piping rgb24 frames; needs ``ffmpeg`` on the PATH).
 - ``native``: transformers' own ``VideoLlama3`` video processor, when its dependencies (torchvision) exist.
 
 Usage::
@@ -38,7 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO.parent / "shared" / "fixtures" / "parity" / "model"  # any VideoLLaMA3 processor folder
 FPS, MAX_FRAMES = 1, 180
-METHODS = ("ours", "official", "native")
+METHODS = ("ours", "official", "official-ffmpeg", "native")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -130,22 +132,11 @@ def run_ours(model: Path, video: Path):
     return time.perf_counter() - start, _cpu_seconds() - start_cpu, start_rss, out
 
 
-def run_official(model: Path, video: Path):
-    """The official VideoLLaMA3 processor's steps, with PyAV standing in for the ffmpeg pipe."""
+def official_frames_pyav(video: Path):
+    """``ffmpeg -vf fps=1:round=down -pix_fmt rgb24 pipe:`` reproduced with PyAV: (t, 3, h, w), start, duration."""
     import av
     import numpy as np
-    import torch
-    from transformers import Qwen2Tokenizer
-    from transformers.feature_extraction_utils import BatchFeature
-    from transformers.image_transforms import normalize, rescale, resize, to_channel_dimension_format
-    from transformers.image_utils import ChannelDimension, PILImageResampling, infer_channel_dimension_format
 
-    tokenizer = Qwen2Tokenizer.from_pretrained(model)
-    config = json.loads((model / "preprocessor_config.json").read_text())
-    start_rss, start_cpu = _rss_mb(), _cpu_seconds()
-    start = time.perf_counter()
-
-    # load_video: probe, then "ffmpeg -i video -vf fps=1:round=down -pix_fmt rgb24 pipe:".
     container = av.open(str(video))
     stream = container.streams.video[0]
     duration = container.duration / 1e6
@@ -166,8 +157,52 @@ def run_official(model: Path, video: Path):
         picked.append(pending.to_ndarray(format="rgb24"))
         next_slot += 1
     container.close()
-    frames = np.stack(picked).transpose(0, 3, 1, 2)  # np.frombuffer(out).reshape(...).transpose(...)
-    del picked
+    return np.stack(picked).transpose(0, 3, 1, 2), start_time, duration  # np.frombuffer(out).reshape(...)
+
+
+def official_frames_ffmpeg(video: Path):
+    """The official ``load_video`` with the ffmpeg binary, as ffmpeg-python runs it: ``ffprobe`` for the
+    stream, then ``ffmpeg -i video -vf fps=1:round=down -f rawvideo -pix_fmt rgb24 pipe:`` read whole."""
+    import numpy as np
+
+    probe = json.loads(
+        subprocess.run(
+            ["ffprobe", "-show_format", "-show_streams", "-of", "json", str(video)],
+            capture_output=True,
+            check=True,
+        ).stdout
+    )
+    stream = next(s for s in probe["streams"] if s["codec_type"] == "video")
+    width, height = int(stream["width"]), int(stream["height"])
+    duration = float(probe["format"]["duration"])
+    start_time = float(stream.get("start_time", 0.0))
+    out = subprocess.run(
+        ["ffmpeg", "-i", str(video), "-filter_complex", f"[0]fps=fps={FPS}:round=down[s0]", "-map", "[s0]",
+         "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"],
+        capture_output=True,
+        check=True,
+    ).stdout  # fmt: skip
+    frames = np.frombuffer(out, np.uint8).reshape([-1, height, width, 3]).transpose([0, 3, 1, 2])
+    return frames, start_time, duration
+
+
+def run_official(model: Path, video: Path, decoder: str = "pyav"):
+    """The official VideoLLaMA3 processor's steps; ``decoder`` "ffmpeg" runs the ffmpeg binary as the
+    official code does, "pyav" stands in for it with PyAV (same frames) where there is no binary."""
+    import numpy as np
+    import torch
+    from transformers import Qwen2Tokenizer
+    from transformers.feature_extraction_utils import BatchFeature
+    from transformers.image_transforms import normalize, rescale, resize, to_channel_dimension_format
+    from transformers.image_utils import ChannelDimension, PILImageResampling, infer_channel_dimension_format
+
+    tokenizer = Qwen2Tokenizer.from_pretrained(model)
+    config = json.loads((model / "preprocessor_config.json").read_text())
+    start_rss, start_cpu = _rss_mb(), _cpu_seconds()
+    start = time.perf_counter()
+
+    # load_video: probe, then "ffmpeg -i video -vf fps=1:round=down -pix_fmt rgb24 pipe:".
+    frames, start_time, duration = (official_frames_ffmpeg if decoder == "ffmpeg" else official_frames_pyav)(video)
     timestamps = np.arange(start_time, start_time + duration + 1 / FPS, 1 / FPS)[: len(frames)]
     if len(frames) > MAX_FRAMES:
         indices = np.linspace(0, len(frames) - 1, MAX_FRAMES, dtype=int)
@@ -240,8 +275,9 @@ def run_native(model: Path, video: Path):
 
 
 def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)  # all threads of the process
-    return usage.ru_utime + usage.ru_stime
+    # All threads of the process, plus finished child processes (the ffmpeg / ffprobe binaries).
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
 def _rss_mb() -> float:
@@ -249,7 +285,12 @@ def _rss_mb() -> float:
 
 
 def worker(method: str, model: Path, video: Path) -> None:
-    runner = {"ours": run_ours, "official": run_official, "native": run_native}[method]
+    runner = {
+        "ours": run_ours,
+        "official": run_official,
+        "official-ffmpeg": lambda m, v: run_official(m, v, decoder="ffmpeg"),
+        "native": run_native,
+    }[method]
     seconds, cpu_seconds, start_rss, out = runner(model, video)
     peak_rss = _rss_mb()  # before hashing, which copies pixel_values
     pixel_values = out.get("pixel_values", out.get("pixel_values_videos"))

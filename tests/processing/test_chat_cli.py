@@ -63,9 +63,13 @@ def test_interactive_session_keeps_the_history(capsys, monkeypatch):
     assert second == processor.decode(ids[0], skip_special_tokens=True)
 
 
-def test_model_is_required(capsys):
-    assert main(["chat", "--video", "clip.mp4", "Why?"]) == 2
-    assert "--model is required" in capsys.readouterr().err
+def test_without_model_a_missing_bundled_model_is_reported(capsys, tmp_path, monkeypatch):
+    import videollama3.synthetic
+
+    monkeypatch.setattr(videollama3.synthetic, "default_model_path", lambda: tmp_path / "no-model")
+    assert main(["chat", "Why?"]) == 2
+    err = capsys.readouterr().err
+    assert "bundled model is missing" in err and "no-model" in err and "--model" in err
 
 
 def test_missing_media(capsys, tmp_path):

@@ -26,7 +26,11 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("question", nargs="?", help="the question; omit it for an interactive session")
-    parser.add_argument("--model", help="checkpoint folder or Hugging Face Hub id (e.g. DAMO-NLP-SG/VideoLLaMA3-7B)")
+    parser.add_argument(
+        "--model",
+        help="checkpoint folder or Hugging Face Hub id (e.g. DAMO-NLP-SG/VideoLLaMA3-7B); "
+        "default: the small synthetic-world model bundled with the package",
+    )
     parser.add_argument("--video", type=Path, help="a video file, a GIF or a folder of frames")
     parser.add_argument("--image", type=Path, action="append", default=[], help="an image (repeatable)")
     parser.add_argument("--fps", type=float, help="video frames sampled per second (default: the checkpoint's, 1)")
@@ -49,9 +53,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.model:
-        raise ConfigError(
-            "--model is required: a VideoLLaMA3 checkpoint folder or Hub id (e.g. DAMO-NLP-SG/VideoLLaMA3-7B)"
-        )
+        from ..synthetic import default_model_path
+
+        bundled = default_model_path()
+        if not (bundled / "config.json").is_file():
+            raise ConfigError(
+                f"no --model given and the bundled model is missing ({bundled}): reinstall videollama3, or pass "
+                "--model with a VideoLLaMA3 checkpoint folder or Hub id (e.g. DAMO-NLP-SG/VideoLLaMA3-7B)"
+            )
+        args.model = str(bundled)
+        # Say which model answers: the bundled one only knows the synthetic world.
+        print(f"model: {bundled} (bundled synthetic-world model; --model selects another)", file=sys.stderr)
     for path in [*args.image, *([args.video] if args.video else [])]:
         if not path.exists():
             raise MediaNotFoundError(f"not found: {path}")
