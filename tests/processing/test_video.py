@@ -6,6 +6,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from vl3_media import (
     FIXTURES,
@@ -128,6 +129,67 @@ def test_sparse_frames_decode_only_the_needed_packets(media):
     frames = plan.read(progress=lambda done, total: calls.append((done, total)))
     assert len(frames) == 3 and calls[-1] == (decoded, decoded)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+@pytest.mark.parametrize("kind", ["bframes", "open_gop"])
+@pytest.mark.parametrize("parts", [2, 3, 8])
+def test_parallel_frame_streams_give_every_frame_once_bit_exact(media, kind, parts):
+    plan = plan_video(media[kind], VideoSampling(fps=13, max_frames=180))
+    expected = plan.read()
+    streams = plan.frame_streams(parts=parts)
+    assert 1 < len(streams) <= parts  # keyframes every 10 / 20 frames: the video splits
+    got: dict[int, np.ndarray] = {}
+    for stream in streams:
+        positions = []
+        for k, frame in stream:
+            assert k not in got
+            got[k] = frame
+            positions.append(k)
+        assert positions == sorted(positions)  # in order within a stream
+    assert sorted(got) == list(range(len(expected)))
+    for k, frame in got.items():
+        np.testing.assert_array_equal(frame, expected[k])
+
+
+def test_parallel_streams_share_no_packet_and_report_summed_progress(media):
+    plan = plan_video(media["bframes"], VideoSampling(fps=25, max_frames=180))  # every frame
+    source, keys = plan.source, sorted(set(plan.keys))
+    groups = source.partition(keys, 3)
+    assert len(groups) == 3 and sum(groups, []) == keys
+    spans = [[r for r in source.runs(g)] for g in groups]
+    for before, after in zip(spans, spans[1:]):
+        assert max(r.end for r in before) < min(r.start for r in after)  # no packet decoded twice
+    sizes = [sum(r.end - r.start + 1 for r in runs) for runs in spans]
+    assert max(sizes) - min(sizes) <= 20  # balanced to a GOP or two (keyframes every 10 packets)
+    calls = []
+    for stream in plan.frame_streams(lambda done, total: calls.append((done, total)), parts=3):
+        list(stream)
+    assert calls[-1] == (sum(sizes), sum(sizes))
+    # A video whose frames all hang on one keyframe does not split.
+    plain = plan_video(media["plain"], VideoSampling(fps=2, max_frames=180))
+    assert len(plain.frame_streams(parts=4)) == 1
+
+
+def test_processor_output_does_not_depend_on_the_decode_workers(media, monkeypatch):
+    from parity_fixtures import FIXTURE_MODEL
+    from videollama3.processing import VideoLLaMA3Processor
+
+    processor = VideoLLaMA3Processor.from_pretrained(FIXTURE_MODEL)
+    conversation = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "video", "video": {"video_path": str(media["open_gop"]), "fps": 10, "max_frames": 180}},
+                {"type": "text", "text": "What happens?"},
+            ],
+        }
+    ]
+    outputs = []
+    for workers in ("1", "3"):
+        monkeypatch.setenv("VIDEOLLAMA3_DECODE_WORKERS", workers)
+        outputs.append(processor(conversation=conversation, add_generation_prompt=True))
+    assert torch.equal(outputs[0]["pixel_values"], outputs[1]["pixel_values"])
+    assert torch.equal(outputs[0]["input_ids"], outputs[1]["input_ids"])
 
 
 def test_frames_are_resized_one_by_one_and_yielded_in_order(media):

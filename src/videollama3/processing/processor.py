@@ -50,7 +50,15 @@ from .image import (
     target_sizes,
     write_patches,
 )
-from .video import DEFAULT_FPS, DEFAULT_MAX_FRAMES, ProgressCallback, VideoPlan, VideoSampling, plan_video
+from .video import (
+    DEFAULT_FPS,
+    DEFAULT_MAX_FRAMES,
+    ProgressCallback,
+    VideoPlan,
+    VideoSampling,
+    decode_workers,
+    plan_video,
+)
 
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 IMAGE_PROCESSOR_CONFIG_NAME = "preprocessor_config.json"
@@ -809,7 +817,8 @@ class VideoLLaMA3Processor:
             # threads: Pillow and NumPy release the GIL, so resizing uses the cores decoding leaves idle.
             targets = [destinations[k] for k in needed]
             place = functools.partial(self._write_frame, out, targets, size, normalize)
-            _parallel_map(place, _prefetched(sub.frames(None, progress)), resize_threads())
+            streams = sub.frame_streams(progress, decode_workers())
+            _parallel_map(place, _prefetched(*streams), resize_threads())
 
     def _write_frame(
         self,
@@ -919,13 +928,15 @@ def _parallel_map(function, items: Iterator[tuple[int, Any]], threads: int) -> N
                 future.cancel()
 
 
-def _prefetched(iterator: Iterator, depth: int = 2) -> Iterator:
-    """Run ``iterator`` in a background thread, ``depth`` items ahead.
+def _prefetched(*iterators: Iterator, depth: int = 2) -> Iterator:
+    """Run each iterator in a background thread, together at most ``depth`` items ahead; yield their items
+    as they come (in order within an iterator, interleaved across them).
 
     Decoding (libavcodec) and resizing (Pillow) both release the GIL, so the next frames decode while
-    this one is resized; the bounded queue keeps at most ``depth + 2`` full-size frames alive.
+    this one is resized; the bounded queue keeps at most ``depth + 2`` full-size frames per iterator alive.
+    The first error of any iterator is raised here, after the others have been stopped.
     """
-    q: queue.Queue = queue.Queue(maxsize=depth)
+    q: queue.Queue = queue.Queue(maxsize=depth * len(iterators))
     stop = threading.Event()
     done = object()
 
@@ -938,7 +949,7 @@ def _prefetched(iterator: Iterator, depth: int = 2) -> Iterator:
                 continue
         return False
 
-    def work() -> None:
+    def work(iterator: Iterator) -> None:
         try:
             for item in iterator:
                 if not put((True, item)):
@@ -947,22 +958,27 @@ def _prefetched(iterator: Iterator, depth: int = 2) -> Iterator:
         except BaseException as exc:  # handed to the consumer
             put((False, exc))
 
-    thread = threading.Thread(target=work, name="videollama3-decode", daemon=True)
-    thread.start()
+    threads = [threading.Thread(target=work, args=(it,), name="videollama3-decode", daemon=True) for it in iterators]
+    for thread in threads:
+        thread.start()
     try:
-        while True:
+        running = len(threads)
+        while running:
             ok, item = q.get()
             if not ok:
                 raise item
             if item is done:
-                return
+                running -= 1
+                continue
             yield item
     finally:
         stop.set()
-        thread.join()
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            close()  # the worker has returned: closing the generator closes the video file now
+        for thread in threads:
+            thread.join()
+        for iterator in iterators:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()  # the worker has returned: closing the generator closes the video file now
 
 
 def _check_return_tensors(return_tensors: str | None) -> None:

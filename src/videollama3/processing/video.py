@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -55,8 +56,20 @@ def decoder_threads() -> int:
     override = os.environ.get("VIDEOLLAMA3_DECODE_THREADS")
     if override:
         return max(int(override), 0)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(cores - 1, 1)
+    return max(_cores() - 1, 1)
+
+
+def decode_workers() -> int:
+    """Independent decoders a long video is split across (one per core, each over its own keyframe-started
+    stretch of the video); ``VIDEOLLAMA3_DECODE_WORKERS`` overrides, 1 decodes in one pass."""
+    override = os.environ.get("VIDEOLLAMA3_DECODE_WORKERS")
+    if override:
+        return max(int(override), 1)
+    return _cores()
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 # progress(done, total), in decoded packets (streams) or frames (GIFs, folders).
@@ -224,6 +237,44 @@ class VideoPlan:
             for k in outputs[key]:
                 yield k, frame
 
+    def frame_streams(
+        self, progress: ProgressCallback | None = None, parts: int = 1
+    ) -> list[Iterator[tuple[int, np.ndarray]]]:
+        """The selected frames, at full size, as up to ``parts`` iterators that decode independently (each
+        from its own keyframe, with its own decoder), to be consumed in parallel.
+
+        Every selected frame k comes out of exactly one iterator as (k, frame), in order within it. The
+        video is split only where no decoded packet is shared (between GOPs), into stretches of similar
+        decoding work; a short video, or one whose frames all hang on one keyframe, gives one iterator.
+        ``progress`` gets the sum over the iterators (their totals as they become known).
+        """
+        wanted = sorted(set(self.keys))
+        outputs: dict[Any, list[int]] = {}
+        for k, key in enumerate(self.keys):
+            outputs.setdefault(key, []).append(k)
+        groups = self.source.partition(wanted, parts)
+        done, totals = [0] * len(groups), [0] * len(groups)
+        lock = threading.Lock()
+
+        def part_progress(i: int) -> ProgressCallback | None:
+            if progress is None:
+                return None
+
+            def report(d: int, t: int) -> None:
+                with lock:
+                    done[i], totals[i] = d, t
+                    progress(sum(done), sum(totals))
+
+            return report
+
+        def stream(i: int, keys: list) -> Iterator[tuple[int, np.ndarray]]:
+            threads = None if len(groups) == 1 else 1  # parallel decoders: one thread each
+            for key, frame in self.source.decode(keys, part_progress(i), threads=threads):
+                for k in outputs[key]:
+                    yield k, frame
+
+        return [stream(i, keys) for i, keys in enumerate(groups)]
+
     def read(self, size: tuple[int, int] | None = None, progress: ProgressCallback | None = None) -> list[np.ndarray]:
         """All selected frames as a list of (h, w, 3) uint8 arrays, in order."""
         frames: list[np.ndarray | None] = [None] * len(self)
@@ -380,9 +431,17 @@ class _FrameSource:
     def frame_size(self, index: int) -> tuple[int, int]:
         raise NotImplementedError
 
-    def decode(self, keys: list, progress: ProgressCallback | None) -> Iterator[tuple[Any, np.ndarray]]:
-        """Yield (key, (H, W, 3) uint8 RGB) for each key, in the given (ascending) order."""
+    def decode(
+        self, keys: list, progress: ProgressCallback | None, threads: int | None = None
+    ) -> Iterator[tuple[Any, np.ndarray]]:
+        """Yield (key, (H, W, 3) uint8 RGB) for each key, in the given (ascending) order.
+
+        ``threads``: decoder threads (None: the default, :func:`decoder_threads`), where it applies."""
         raise NotImplementedError
+
+    def partition(self, keys: list, parts: int) -> list[list]:
+        """Split ascending ``keys`` into groups that decode independently (default: one group)."""
+        return [keys]
 
 
 class _ListSource(_FrameSource):
@@ -395,7 +454,7 @@ class _ListSource(_FrameSource):
         reader = ImageReader(self.frames[index])
         return reader.height, reader.width
 
-    def decode(self, keys, progress):
+    def decode(self, keys, progress, threads=None):
         for done, key in enumerate(keys, 1):
             yield key, ImageReader(self.frames[key]).read()
             if progress is not None:
@@ -422,7 +481,7 @@ class _FolderSource(_FrameSource):
         reader = ImageReader(self.path / self.files[index])
         return reader.height, reader.width
 
-    def decode(self, keys, progress):
+    def decode(self, keys, progress, threads=None):
         for done, key in enumerate(keys, 1):
             yield key, ImageReader(self.path / self.files[key]).read()
             if progress is not None:
@@ -442,7 +501,7 @@ class _GifSource(_FrameSource):
     def frame_size(self, index: int) -> tuple[int, int]:
         return self.size
 
-    def decode(self, keys, progress):
+    def decode(self, keys, progress, threads=None):
         try:
             with Image.open(self.path) as image:
                 for done, key in enumerate(keys, 1):
@@ -569,7 +628,29 @@ class _StreamSource(_FrameSource):
 
     # -- decoding --------------------------------------------------------------------------------------
 
-    def decode(self, keys, progress):
+    def partition(self, keys: list[int], parts: int) -> list[list[int]]:
+        """Split ascending frame pts into up to ``parts`` groups of similar decoding work (packets from each
+        frame's keyframe to it) that share no packet, cutting only where a new keyframe starts."""
+        if parts <= 1 or len(keys) < 2:
+            return [keys]
+        spans = []  # (first packet to decode, packet of the frame) per key
+        for pts in keys:
+            packet = self.packet_of_pts[pts]
+            spans.append((self._keyframe_before(packet, pts), packet))
+        cuts, reach = [], -1
+        for i, (start, end) in enumerate(spans):
+            if i > 0 and start > reach:  # keys[i:] need nothing that keys[:i] decode
+                cuts.append(i)
+            reach = max(reach, end)
+        if not cuts:
+            return [keys]
+        first = spans[0][0]
+        share = (reach - first + 1) / parts
+        chosen = sorted({min(cuts, key=lambda i: abs(spans[i][0] - first - j * share)) for j in range(1, parts)})
+        bounds = [0, *chosen, len(keys)]
+        return [keys[a:b] for a, b in zip(bounds, bounds[1:]) if a < b]
+
+    def decode(self, keys, progress, threads=None):
         runs = self.runs(keys)
         total = sum(r.end - r.start + 1 for r in runs)
         done = 0
@@ -579,7 +660,7 @@ class _StreamSource(_FrameSource):
             # Frame + slice threads. One core is left to the caller, who resizes frames while we decode
             # (on 2 cores a second decoder thread only competes with the resizing).
             stream.thread_type = "AUTO"
-            stream.codec_context.thread_count = decoder_threads()
+            stream.codec_context.thread_count = decoder_threads() if threads is None else threads
             codec = stream.codec_context
             packets: Iterator = container.demux(stream)
             position = 0  # decode-order index of the next packet ``packets`` yields
