@@ -56,6 +56,7 @@ from .video import (
     ProgressCallback,
     VideoPlan,
     VideoSampling,
+    available_cores,
     decode_workers,
     plan_video,
 )
@@ -901,7 +902,7 @@ def resize_threads() -> int:
     override = os.environ.get("VIDEOLLAMA3_RESIZE_THREADS")
     if override:
         return max(int(override), 1)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return available_cores()
 
 
 def _parallel_map(function, items: Iterator[tuple[int, Any]], threads: int) -> None:

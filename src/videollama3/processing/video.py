@@ -56,7 +56,7 @@ def decoder_threads() -> int:
     override = os.environ.get("VIDEOLLAMA3_DECODE_THREADS")
     if override:
         return max(int(override), 0)
-    return max(_cores() - 1, 1)
+    return max(available_cores() - 1, 1)
 
 
 def decode_workers() -> int:
@@ -65,10 +65,11 @@ def decode_workers() -> int:
     override = os.environ.get("VIDEOLLAMA3_DECODE_WORKERS")
     if override:
         return max(int(override), 1)
-    return _cores()
+    return available_cores()
 
 
-def _cores() -> int:
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -227,10 +228,7 @@ class VideoPlan:
             (k, frame) for every selected frame k, frame (h, w, 3) uint8 RGB. At most one full-size
             frame is alive at a time.
         """
-        wanted = sorted(set(self.keys))
-        outputs: dict[Any, list[int]] = {}
-        for k, key in enumerate(self.keys):
-            outputs.setdefault(key, []).append(k)
+        wanted, outputs = self._positions()
         for key, frame in self.source.decode(wanted, progress):
             if size is not None:
                 frame = resize(frame, size)
@@ -248,10 +246,7 @@ class VideoPlan:
         decoding work; a short video, or one whose frames all hang on one keyframe, gives one iterator.
         ``progress`` gets the sum over the iterators (their totals as they become known).
         """
-        wanted = sorted(set(self.keys))
-        outputs: dict[Any, list[int]] = {}
-        for k, key in enumerate(self.keys):
-            outputs.setdefault(key, []).append(k)
+        wanted, outputs = self._positions()
         groups = self.source.partition(wanted, parts)
         done, totals = [0] * len(groups), [0] * len(groups)
         lock = threading.Lock()
@@ -274,6 +269,13 @@ class VideoPlan:
                     yield k, frame
 
         return [stream(i, keys) for i, keys in enumerate(groups)]
+
+    def _positions(self) -> tuple[list[Any], dict[Any, list[int]]]:
+        """The distinct source keys to decode (ascending), and the selected positions each one fills."""
+        outputs: dict[Any, list[int]] = {}
+        for k, key in enumerate(self.keys):
+            outputs.setdefault(key, []).append(k)
+        return sorted(outputs), outputs
 
     def read(self, size: tuple[int, int] | None = None, progress: ProgressCallback | None = None) -> list[np.ndarray]:
         """All selected frames as a list of (h, w, 3) uint8 arrays, in order."""

@@ -6,7 +6,6 @@ Kept apart from :mod:`.app` so that loading and the engine can be used (and test
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -65,13 +64,11 @@ def default_torch_threads(device: str, preprocess_workers: int) -> int | None:
     """
     import torch
 
+    from ..processing.video import available_cores
+
     if not device.startswith("cpu"):
         return None
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(torch.get_num_threads(), cores - preprocess_workers))
+    return max(1, min(torch.get_num_threads(), available_cores() - preprocess_workers))
 
 
 class Runtime:
