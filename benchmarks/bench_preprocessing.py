@@ -263,11 +263,58 @@ def run_official(model: Path, video: Path, decoder: str = "pyav"):
     return time.perf_counter() - start, _cpu_seconds() - start_cpu, start_rss, out
 
 
-def run_native(model: Path, video: Path):
-    import torchvision  # noqa: F401  (the native video processor needs it)
-    from transformers import VideoLlama3VideoProcessor
+def _import_torchvision() -> None:
+    """Import torchvision for the native video processor, which uses only its pure-PyTorch transforms.
 
-    processor = VideoLlama3VideoProcessor()
+    PyPI's torchvision for torch 2.13 is a CUDA build: on a CPU-only torch its compiled ops (nms, ...) do
+    not load, and registering their fake kernels fails at import. Those registrations are skipped here.
+    """
+    import torch.library
+
+    try:
+        import torchvision  # noqa: F401
+
+        return
+    except RuntimeError:
+        pass
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[name]
+    register_fake = torch.library.register_fake
+
+    def tolerant(op, *args, **kwargs):
+        decorate = register_fake(op, *args, **kwargs)
+
+        def apply(function):
+            try:
+                return decorate(function)
+            except RuntimeError:  # the compiled operator does not exist in this torch build
+                return function
+
+        return apply
+
+    torch.library.register_fake = tolerant
+    try:
+        import torchvision  # noqa: F401
+    finally:
+        torch.library.register_fake = register_fake
+
+
+def run_native(model: Path, video: Path):
+    _import_torchvision()
+    from transformers import VideoLlama3VideoProcessor
+    from transformers.video_utils import load_video
+
+    # The reference budget: 16384 visual tokens (28 x 28 pixels each after the 2 x 2 merge) for the video.
+    processor = VideoLlama3VideoProcessor(max_pixels=16384 * 28 * 28)
+
+    def fetch_videos(videos, sample_indices_fn=None):
+        # transformers decodes with torchcodec only (no wheel for this torch build); its own PyAV reader is
+        # the same function with backend="pyav".
+        if isinstance(videos, list):
+            return list(zip(*[fetch_videos(v, sample_indices_fn) for v in videos]))
+        return load_video(videos, backend="pyav", sample_indices_fn=sample_indices_fn)
+
+    processor.fetch_videos = fetch_videos
     start_rss, start_cpu = _rss_mb(), _cpu_seconds()
     start = time.perf_counter()
     out = processor(videos=[str(video)], do_sample_frames=True, fps=FPS, max_frames=MAX_FRAMES, return_tensors="pt")
