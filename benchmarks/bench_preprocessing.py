@@ -48,7 +48,9 @@ METHODS = ("ours", "official", "official-ffmpeg", "native")
 # --------------------------------------------------------------------------------------------------
 
 
-def make_video(path: Path, seconds: int, width: int = 1280, height: int = 720, fps: int = 30) -> Path:
+def make_video(
+    path: Path, seconds: int, width: int = 1280, height: int = 720, fps: int = 30, preset: str = "ultrafast"
+) -> Path:
     """A textured scene panning sideways with a moving object: every frame differs, as in real footage.
 
     Videos longer than a minute repeat the 1-minute video (packets copied with shifted timestamps): the
@@ -60,7 +62,7 @@ def make_video(path: Path, seconds: int, width: int = 1280, height: int = 720, f
     if path.exists():
         return path
     if seconds > 60 and seconds % 60 == 0:
-        base = make_video(path.with_name(f"bench_60s_{height}p{fps}.mp4"), 60, width, height, fps)
+        base = make_video(path.with_name(path.name.replace(f"_{seconds}s_", "_60s_")), 60, width, height, fps, preset)
         partial = path.with_suffix(".partial.mp4")
         with av.open(str(base)) as source, av.open(str(partial), "w") as target:
             stream_in = source.streams.video[0]
@@ -90,7 +92,7 @@ def make_video(path: Path, seconds: int, width: int = 1280, height: int = 720, f
     with av.open(str(partial), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast"}
+        stream.options = {"preset": preset}
         for i in range(seconds * fps):
             x = (i * 3) % width
             image = background[:, x : x + width].copy()
@@ -397,6 +399,9 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--repeats", type=int, default=2, help="runs per method and video (the fastest is kept)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a VideoLLaMA3 checkpoint / processor folder")
+    parser.add_argument(
+        "--preset", default="ultrafast", help="libx264 preset of the generated videos (medium is x264's default)"
+    )
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "videollama3-bench")
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("video", nargs="?", type=Path, help=argparse.SUPPRESS)
@@ -410,7 +415,8 @@ def main() -> None:
     rows = []
     for seconds in args.durations:
         started = time.perf_counter()
-        video = make_video(args.cache_dir / f"bench_{seconds}s_720p30.mp4", seconds)
+        suffix = "" if args.preset == "ultrafast" else f"_{args.preset}"
+        video = make_video(args.cache_dir / f"bench_{seconds}s_720p30{suffix}.mp4", seconds, preset=args.preset)
         print(
             f"video: {video} ({video.stat().st_size / 2**20:.0f} MiB, ready in {time.perf_counter() - started:.0f} s)"
         )

@@ -132,6 +132,34 @@ def test_sparse_frames_decode_only_the_needed_packets(media):
 
 
 @pytest.mark.parametrize("kind", ["bframes", "open_gop"])
+def test_unwanted_non_reference_pictures_are_not_decoded(media, kind, monkeypatch):
+    from videollama3.processing import video
+
+    plan = plan_video(media[kind], VideoSampling(fps=2, max_frames=180))  # every 12.5th frame
+    source = plan.source
+    disposable = [i for i, d in enumerate(source.packet_disposable) if d]
+    assert disposable  # x264 with B-frames: most B-frames are referenced by nothing
+    assert not any(source.packet_key[i] for i in disposable)
+    sent = []
+    decode_packet = video._decode_packet
+    monkeypatch.setattr(
+        video, "_decode_packet", lambda codec, packet: sent.append(packet) or decode_packet(codec, packet)
+    )
+    frames = plan.read()
+    wanted = set(plan.keys)
+    sent_pts = {p.pts for p in sent if p is not None}
+    skipped = {source.packet_pts[i] for i in disposable} - wanted
+    assert skipped and not (skipped & sent_pts)
+    expected_frames, _ = reference_sampling(media[kind], 2, 180)  # and the frames are still bit-exact
+    for got, want in zip(frames, expected_frames, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_streams_without_b_frames_have_no_disposable_pictures(media):
+    assert not any(plan_video(media["plain"], VideoSampling()).source.packet_disposable)
+
+
+@pytest.mark.parametrize("kind", ["bframes", "open_gop"])
 @pytest.mark.parametrize("parts", [2, 3, 8])
 def test_parallel_frame_streams_give_every_frame_once_bit_exact(media, kind, parts):
     plan = plan_video(media[kind], VideoSampling(fps=13, max_frames=180))

@@ -9,7 +9,9 @@ then keeps ``linspace(0, N - 1, max_frames)`` of the N frames if there are too m
 all of them in memory. Here the same frames are found from the container's packet timestamps alone
 (:func:`fps_filter_select` is ffmpeg's ``fps`` filter in closed form), then only the packets needed to
 reconstruct them are decoded (seeking to the keyframe before a frame when frames are far apart), and
-each kept frame is handed to the caller one at a time, to be resized straight away.
+each kept frame is handed to the caller one at a time, to be resized straight away. H.264 pictures that
+no other picture references (most B-frames) are not even decoded unless they are one of the wanted frames:
+leaving them out cannot change any other frame, so the output stays bit-exact.
 
 Frame choice, for reference (ffmpeg's ``vf_fps.c`` with ``round=down``): input frame i at time t_i
 (seconds since the start of the timeline) gets the output slot ``o_i = floor(t_i * F)``; output frame p,
@@ -573,6 +575,8 @@ class _StreamSource(_FrameSource):
         self.packet_key: list[bool] = []
         self.packet_shown: list[bool] = []  # False for packets an edit list discards (decoded, never shown)
         self.packet_duration: list[int] = []
+        self.packet_disposable: list[bool] = []  # no other picture references it: skippable if unwanted
+        nal_length_size = _avcc_nal_length_size(stream.codec_context)
         first_frame = None
         codec = stream.codec_context
         try:
@@ -584,6 +588,9 @@ class _StreamSource(_FrameSource):
                 self.packet_key.append(packet.is_keyframe)
                 self.packet_shown.append(not packet.is_discard)
                 self.packet_duration.append(packet.duration or 0)
+                self.packet_disposable.append(
+                    nal_length_size is not None and _is_h264_non_reference(memoryview(packet), nal_length_size)
+                )
                 if first_frame is None:
                     frames = _decode_packet(codec, packet)
                     first_frame = frames[0] if frames else None
@@ -675,6 +682,11 @@ class _StreamSource(_FrameSource):
                     position += 1
                     if position - 1 < run.start:
                         continue  # before the run's keyframe: skipped without decoding
+                    if self.packet_disposable[position - 1] and packet.pts not in run.targets:
+                        done += 1  # a picture nothing refers to, and not wanted: no need to decode it
+                        if position > run.end:
+                            break
+                        continue
                     for frame in _decode_packet(codec, packet):
                         if frame.pts in run.targets:
                             run.targets.discard(frame.pts)
@@ -731,6 +743,31 @@ class _StreamSource(_FrameSource):
             # ffmpeg applies the display matrix by default (transpose=clock / cclock, or a half turn).
             rgb = np.ascontiguousarray(np.rot90(rgb, k=-(self.rotation // 90)))
         return rgb
+
+
+def _avcc_nal_length_size(codec) -> int | None:
+    """Bytes of the NAL length prefix of an H.264 stream stored as length-prefixed NAL units (MP4, MOV, MKV:
+    the ``avcC`` record in the extradata); None for other codecs and for Annex B streams (start codes)."""
+    extradata = codec.extradata
+    if codec.name != "h264" or not extradata or len(extradata) < 7 or extradata[0] != 1:
+        return None
+    return (extradata[4] & 0x03) + 1
+
+
+def _is_h264_non_reference(data: memoryview, nal_length_size: int) -> bool:
+    """True when the packet is a coded picture that no other picture uses for prediction: every NAL unit has
+    ``nal_ref_idc`` 0 and there is at least one slice (SEI and access-unit delimiters also have 0; parameter
+    sets and IDR slices never do). What the decoder's ``skip_frame=nonref`` leaves out, known before decoding."""
+    offset, slices, size = 0, 0, len(data)
+    while offset + nal_length_size < size:
+        length = int.from_bytes(data[offset : offset + nal_length_size], "big")
+        header = data[offset + nal_length_size]
+        if header & 0x60:  # nal_ref_idc != 0: a reference picture or a parameter set
+            return False
+        if header & 0x1F in (1, 2, 3, 4):  # coded slice (or slice data partition) of a non-IDR picture
+            slices += 1
+        offset += nal_length_size + max(length, 1)
+    return slices > 0
 
 
 def _chain(first, rest: Iterator) -> Iterator:
