@@ -48,8 +48,11 @@ def build_samples(processor, chat_tokens, seed: int, count: int, args) -> list[d
         questions = [questions[int(rng.integers(len(questions)))] for _ in range(args.qper)]
         image = render.render_image(scene)
         first, *rest = questions
+        content = [{"type": "image", "image": image}, {"type": "text", "text": first.prompt}]
+        if args.question_first:
+            content.reverse()
         conversation = [
-            {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": first.prompt}]},
+            {"role": "user", "content": content},
             {"role": "assistant", "content": first.answer},
         ]
         for q in rest:
@@ -129,6 +132,7 @@ def main() -> None:
     parser.add_argument("--single", action="store_true", help="one object per image")
     parser.add_argument("--all-kinds", action="store_true", help="text and chart images too, not only shapes")
     parser.add_argument("--mc", action="store_true", help="multiple-choice questions too")
+    parser.add_argument("--question-first", action="store_true", help="the first question before the image")
     parser.add_argument("--qper", type=int, default=2, help="questions per conversation")
     parser.add_argument("--train", type=int, default=3000, help="training conversations")
     parser.add_argument("--test", type=int, default=200, help="held-out conversations (another seed)")
