@@ -123,6 +123,24 @@ def test_pruning_keeps_min_tokens_for_static_frames():
     assert mask.view(3, 4)[1:, 0].all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_pruning_in_chunks_of_frames_is_the_one_shot_rule(monkeypatch, dtype):
+    """The frame differences are taken a few frames at a time (memory); the mask is the reference formula's."""
+    from videollama3 import pruning
+
+    torch.manual_seed(0)
+    t, gh, gw, m = 9, 4, 6, 2
+    pixels = (torch.randn(t * gh * gw, 588) * 3.5e-4).to(dtype)  # about half the tokens above the threshold
+    frames = pixels.float().view(t, (gh // m) * (gw // m), -1)
+    keep = ((frames[1:] - frames[:-1]).abs().mean(dim=-1) * 255.0) > 0.1
+    keep = torch.cat([torch.ones_like(keep[:1]), keep])
+    keep[keep.sum(-1) == 0, 0] = True
+    assert 0 < keep[1:].float().mean() < 1
+    monkeypatch.setattr(pruning, "_DIFF_CHUNK_ELEMENTS", 2 * frames[0].numel())  # chunks of 2 frame pairs
+    got = pruning_mask(pixels, torch.tensor([[t, gh, gw]]), torch.tensor([m]))
+    assert torch.equal(got, keep.flatten())
+
+
 def test_training_loss_and_gradient_checkpointing():
     """Labels follow the pruned sequence; activation checkpointing changes memory, not the gradients."""
     from parity_fixtures import FIXTURE_MODEL

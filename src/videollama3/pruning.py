@@ -18,6 +18,7 @@ import torch
 DEFAULT_THRESHOLD = 0.1
 DEFAULT_MIN_TOKENS = 1
 PATCH_DIM = 3 * 14 * 14
+_DIFF_CHUNK_ELEMENTS = 1 << 23  # 32 MB of float32 differences at a time
 
 
 def item_pruning_mask(
@@ -43,8 +44,15 @@ def item_pruning_mask(
     if t <= 1:
         return torch.ones(t * tokens_per_frame, dtype=torch.bool, device=pixel_rows.device)
     # Thanks to the merge-block patch order, m*m consecutive rows form one merged token.
-    frames = pixel_rows.float().reshape(t, tokens_per_frame, -1)  # (t, tokens, m*m*C*P*P)
-    diff = (frames[1:] - frames[:-1]).abs().mean(dim=-1) * 255.0  # (t-1, tokens)
+    frames = pixel_rows.reshape(t, tokens_per_frame, -1)  # (t, tokens, m*m*C*P*P)
+    diff = torch.empty(t - 1, tokens_per_frame, dtype=torch.float32, device=pixel_rows.device)  # (t-1, tokens)
+    # A few frames at a time: the whole difference at once is a temporary as large as the video's pixels.
+    step = max(1, _DIFF_CHUNK_ELEMENTS // frames[0].numel())
+    for start in range(0, t - 1, step):
+        stop = min(start + step, t - 1)
+        delta = frames[start + 1 : stop + 1].float() - frames[start:stop].float()
+        diff[start:stop] = delta.abs_().mean(dim=-1)
+    diff *= 255.0
     first = torch.full((1, tokens_per_frame), threshold + 1.0, dtype=diff.dtype, device=diff.device)
     keep = torch.cat([first, diff], dim=0) > threshold  # (t, tokens)
     starved = keep.sum(dim=-1) < min_tokens
