@@ -1,9 +1,8 @@
 """Benchmark: conversation -> model-ready tensors for long videos (wall time and peak memory).
 
 Generates 1280x720 30 fps H.264 videos (libx264, x264's default preset ``medium`` unless ``--preset`` says
-otherwise, default GOP of 250 frames; cached), then times
-each pipeline in a fresh subprocess (so that peak RSS, ``ru_maxrss``, is its own) at fps 1 / max 180 frames
-with the default budget of 16384 visual tokens:
+otherwise, default GOP of 250 frames; cached), then times each pipeline in a fresh subprocess (so that peak
+RSS, ``ru_maxrss``, is its own) at fps 1 / max 180 frames with the default budget of 16384 visual tokens:
 
 - ``ours``: ``VideoLLaMA3Processor`` (plans frames from packet timestamps, decodes only the packets the
   kept frames need, seeking between far-apart frames and leaving out unwanted non-reference pictures, one

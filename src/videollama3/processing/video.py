@@ -682,15 +682,12 @@ class _StreamSource(_FrameSource):
                     position += 1
                     if position - 1 < run.start:
                         continue  # before the run's keyframe: skipped without decoding
-                    if self.packet_disposable[position - 1] and packet.pts not in run.targets:
-                        done += 1  # a picture nothing refers to, and not wanted: no need to decode it
-                        if position > run.end:
-                            break
-                        continue
-                    for frame in _decode_packet(codec, packet):
-                        if frame.pts in run.targets:
-                            run.targets.discard(frame.pts)
-                            yield frame.pts, self._to_rgb(frame)
+                    # A picture nothing refers to is decoded only if it is wanted.
+                    if packet.pts in run.targets or not self.packet_disposable[position - 1]:
+                        for frame in _decode_packet(codec, packet):
+                            if frame.pts in run.targets:
+                                run.targets.discard(frame.pts)
+                                yield frame.pts, self._to_rgb(frame)
                     done += 1
                     if progress is not None:
                         progress(done, total)
