@@ -46,7 +46,9 @@ def build_samples(processor, chat_tokens, seed: int, count: int, args) -> list[d
         if not questions:
             continue
         questions = [questions[int(rng.integers(len(questions)))] for _ in range(args.qper)]
-        image = render.render_image(scene)
+        image = render.render_image(scene, size=args.size)
+        if args.caption:
+            questions = [tasks.QA("Describe the image.", tasks.image_caption(scene), "caption"), *questions]
         first, *rest = questions
         content = [{"type": "image", "image": image}, {"type": "text", "text": first.prompt}]
         if args.question_first:
@@ -143,7 +145,11 @@ def main() -> None:
     parser.add_argument("--vision-lr", type=float, default=1e-3, help="0 freezes the encoder")
     parser.add_argument("--vision-start", type=int, default=0, help="step from which the encoder trains")
     parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--caption", action="store_true", help="a caption turn before the questions")
+    parser.add_argument("--curriculum", type=int, default=0, help="steps on one-object images first")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--size", type=int, default=112, help="rendered image side (pixels)")
+    parser.add_argument("--image-merge", type=int, default=1, help="spatial merge of images")
     args = parser.parse_args()
 
     from videollama3 import VideoLLaMA3ForCausalLM, VideoLLaMA3Processor
@@ -154,6 +160,8 @@ def main() -> None:
     torch.manual_seed(0)
     init = args.init or str(build_initial_model(tempfile.mkdtemp(prefix="videollama3-probe-")))
     processor = VideoLLaMA3Processor.from_pretrained(init)
+    processor.image_merge_size = args.image_merge
+    processor.image_processor.min_tokens = 4
     model = VideoLLaMA3ForCausalLM.from_pretrained(init, dtype=torch.float32)
     pad_id = processor.tokenizer.pad_token_id
     chat_tokens = ChatTokens.from_tokenizer(processor.tokenizer)
@@ -161,6 +169,11 @@ def main() -> None:
     started = time.perf_counter()
     train = build_samples(processor, chat_tokens, 0, args.train, args)
     test = build_samples(processor, chat_tokens, 77, args.test, args)
+    single = None
+    if args.curriculum:
+        args.single = True
+        single = build_samples(processor, chat_tokens, 5, args.train // 2, args)
+        args.single = False
     print(f"data: {len(train)} train / {len(test)} test conversations in {time.perf_counter() - started:.0f} s")
 
     rates = {"llm": args.lr, "projector": args.projector_lr, "vision": args.vision_lr}
@@ -185,7 +198,8 @@ def main() -> None:
             begin = args.vision_start if group["part"] == "vision" else 0
             warm = 50 if group["part"] == "vision" and args.vision_start else 20
             group["lr"] = rates[group["part"]] * min(1.0, max(step - begin, 0) / warm)
-        loss = model(**collate(sampler.sample(train, args.batch_size), pad_id)).loss
+        pool = single if step <= args.curriculum else train
+        loss = model(**collate(sampler.sample(pool, args.batch_size), pad_id)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

@@ -34,12 +34,20 @@ def test_every_image_task_is_asked_and_answers_are_true():
             if qa.task == "text" and not qa.options:
                 assert qa.answer == scene.text.word
             if qa.task == "chart_value" and not qa.options:
-                label = qa.question.split("bar ")[1].split()[0].rstrip("?")
-                assert qa.answer == str(scene.chart.values[scene.chart.labels.index(label)])
-            if qa.task == "colour" and not qa.options:
-                shape = qa.question.rstrip("?").split()[-1]
-                (obj,) = [o for o in scene.shapes if o.shape == shape]
-                assert qa.answer == obj.colour
+                values = scene.chart.values
+                assert qa.answer == str(
+                    max(values) if "tallest" in qa.question or "highest" in qa.question else min(values)
+                )
+            if qa.task == "chart_compare":
+                values, labels = scene.chart.values, scene.chart.labels
+                best = max if "tallest" in qa.question or "highest" in qa.question else min
+                assert qa.answer == labels[values.index(best(values))]
+            if qa.task in ("colour", "shape", "position", "size") and not qa.options:
+                (obj,) = scene.shapes
+                assert (
+                    qa.answer
+                    == {"colour": obj.colour, "shape": obj.shape, "position": obj.position, "size": obj.size}[qa.task]
+                )
     assert seen == set(tasks.IMAGE_TASKS)
 
 
@@ -92,7 +100,7 @@ def test_text_questions_are_right():
 
 def test_balanced_selection_spreads_over_tasks():
     for i in range(20):
-        scene = world.sample_image_scene(0, i, kind="shapes")
+        scene = world.sample_image_scene(0, i, kind="object")
         rng = np.random.default_rng(i)
         questions = tasks.image_questions(scene, rng)
         chosen = tasks.select_questions(questions, rng, 4)

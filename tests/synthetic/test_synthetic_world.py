@@ -29,8 +29,12 @@ def test_image_scenes_are_well_formed(seed):
             assert len(set(scene.chart.values)) == len(scene.chart.values)
             assert all(1 <= v <= 9 for v in scene.chart.values)
         if scene.kind == "text":
-            assert scene.text.word in world.WORDS
-            assert scene.text.row not in [s.cell[0] for s in scene.shapes]
+            assert scene.text.word in world.WORDS and not scene.shapes
+        if scene.kind == "object":
+            assert len(scene.shapes) == 1
+        if scene.kind == "count":  # copies of one object: counting never needs telling objects apart
+            assert 1 <= len(scene.shapes) <= 6
+            assert len({(s.shape, s.colour, s.size) for s in scene.shapes}) == 1
     assert kinds == set(world.IMAGE_KINDS)
 
 
@@ -41,7 +45,10 @@ def test_video_events_have_their_own_sampled_frames(seed):
         scene = world.sample_video_scene(seed, i)
         assert 6 <= scene.duration <= 8
         assert scene.events, "every video has an event"
-        assert len({t.shape for t in scene.tracks}) == len(scene.tracks), "shapes name the objects"
+        assert len(scene.tracks) == 1
+        kinds_here = [e.kind for e in scene.events if e.kind not in ("change", "blink")]  # those happen 1-3 times
+        assert len(kinds_here) == len(set(kinds_here)), "one event of each kind"
+        assert not {"appear", "disappear"} <= set(kinds_here)
         slots: set[int] = set()
         for e in scene.events:
             kinds.add(e.kind)
@@ -50,10 +57,15 @@ def test_video_events_have_their_own_sampled_frames(seed):
             assert max(own) <= scene.duration - 1
             assert not own & slots, f"two events change the same sampled frame: {scene.events}"
             slots |= own
-        # Nothing leaves the grid; moved objects never land on another object's cell.
+        # Nothing leaves the grid; nothing happens to an object while it is hidden.
         end = scene.state_at(scene.duration)
         for s in end:
             assert 0 < s.x < 1 and 0 < s.y < 1
+        for hide in [e for e in scene.events if e.kind in ("appear", "disappear")]:
+            for e in scene.events:
+                if e.kind not in ("appear", "disappear"):
+                    last = max(world._event_slots(e.kind, e.time))
+                    assert e.time > hide.time if hide.kind == "appear" else last < hide.time
     assert kinds == set(world.EVENT_KINDS)
 
 
@@ -76,7 +88,7 @@ def test_state_timeline():
 
 
 def test_rendered_image_shows_the_scene():
-    scene = world.sample_image_scene(0, 0, kind="shapes")
+    scene = world.sample_image_scene(0, 0, kind="count")
     image = np.asarray(render.render_image(scene))
     assert image.shape == (render.IMAGE_SIZE, render.IMAGE_SIZE, 3)
     for obj in scene.shapes:  # the centre of each object has its colour
@@ -93,7 +105,8 @@ def test_video_file_sampled_at_1fps_shows_each_event_in_the_labelled_frame(tmp_p
     render.write_video(render.render_video(scene), path, scene.fps)
     frames, timestamps = load_video(path, fps=1)
     assert timestamps == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
-    centre = [f[56, 56].astype(int) for f in frames]
+    middle = render.VIDEO_SIZE // 2
+    centre = [f[middle, middle].astype(int) for f in frames]
     red = np.array(world.COLOURS["red"])
     assert [bool(np.abs(c - red).max() < 40) for c in centre] == [False, False, False, True, True, True]
 

@@ -155,7 +155,9 @@ def build_tokenizer(
 
 # ---------------------------------------------------------------------------------------------- model
 def processor_files(folder: str | os.PathLike, max_frames: int = 32, max_tokens: int = 4096) -> None:
-    """``preprocessor_config.json`` and ``processor_config.json`` (the released ones, smaller budgets)."""
+    """``preprocessor_config.json`` and ``processor_config.json``: the released ones with smaller budgets, and
+    images merged 2 x 2 like video frames (as the paper's stage 4 does), down to 4 tokens, so that an 84 x 84
+    picture of the world is 3 x 3 tokens, one per cell of its grid."""
     folder = Path(folder)
     preprocessor = {
         "do_convert_rgb": True,
@@ -166,7 +168,7 @@ def processor_files(folder: str | os.PathLike, max_frames: int = 32, max_tokens:
         "image_processor_type": "Videollama3ImageProcessor",
         "image_std": [0.5, 0.5, 0.5],
         "max_tokens": max_tokens,
-        "min_tokens": 16,
+        "min_tokens": 4,
         "patch_size": 14,
         "resample": 3,
         "rescale_factor": 1 / 255,
@@ -174,7 +176,7 @@ def processor_files(folder: str | os.PathLike, max_frames: int = 32, max_tokens:
     (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2) + "\n")
     processor = {
         "processor_class": "Videollama3Qwen2Processor",
-        "image_merge_size": 1,
+        "image_merge_size": 2,
         "video_merge_size": 2,
         "fps": 1,
         "max_frames": max_frames,
@@ -222,8 +224,11 @@ def build_initial_model(
     seed: int = 0,
     tokenizer_from: str | os.PathLike | None = None,
     corpus_scale: float = 1.0,
+    perception_steps: int = 0,
 ) -> Path:
-    """Write a randomly initialised small VideoLLaMA3 checkpoint (fp32) with its tokenizer and processor files.
+    """Write the small VideoLLaMA3 checkpoint training starts from (fp32), with its tokenizer and processor files:
+    a random LLM and projector, and a vision encoder that is random or, with ``perception_steps``, pretrained
+    to see the world first (:mod:`~videollama3.synthetic.perception`, the stand-in for SigLIP).
 
     Args:
         folder: output folder.
@@ -231,6 +236,7 @@ def build_initial_model(
         seed: seed of the tokenizer's corpus and of the weights.
         tokenizer_from: a folder whose tokenizer files to reuse instead of training a new tokenizer.
         corpus_scale: fraction of the default tokenizer corpus to train on (when training one).
+        perception_steps: steps of perception pretraining of the encoder (0: leave it random).
     """
     import shutil
 
@@ -256,7 +262,15 @@ def build_initial_model(
     model.generation_config.eos_token_id = special_ids["<|im_end|>"]
     model.generation_config.pad_token_id = special_ids["<|endoftext|>"]
     model.generation_config.do_sample = False
-    model.save_pretrained(folder)
     processor_files(folder)
-    (folder / "synthetic_model.json").write_text(json.dumps({"size": asdict(size), "seed": seed}, indent=2) + "\n")
+    info = {"size": asdict(size), "seed": seed, "perception_steps": perception_steps}
+    if perception_steps:
+        from ..processing import VideoLLaMA3Processor
+        from .perception import pretrain_encoder
+
+        info["perception_accuracy"] = pretrain_encoder(
+            model, VideoLLaMA3Processor.from_pretrained(folder), steps=perception_steps, seed=seed
+        )
+    model.save_pretrained(folder)
+    (folder / "synthetic_model.json").write_text(json.dumps(info, indent=2) + "\n")
     return folder

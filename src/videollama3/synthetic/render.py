@@ -1,7 +1,7 @@
 """Pixels of the synthetic world: Pillow drawing (2x supersampled, so edges are anti-aliased) and PyAV video.
 
-Sizes are multiples of 28 by default (112 x 112), so that images map to whole 14-pixel patches and video
-frames to whole 2 x 2 merged tokens without resizing.
+Images and frames are 84 x 84 by default: 6 x 6 patches of 14 pixels, merged 2 x 2 into 3 x 3 tokens, one
+per cell of the world's 3 x 3 grid (and one per bar of a chart), without resizing.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .world import COLOURS, ImageScene, ObjectState, Shape, VideoScene, frame_times
 
-IMAGE_SIZE = 112
-VIDEO_SIZE = 112
+IMAGE_SIZE = 84
+VIDEO_SIZE = 84
 SUPERSAMPLE = 2
 
 
@@ -78,11 +78,11 @@ def render_image(scene: ImageScene, size: int = IMAGE_SIZE) -> Image.Image:
 def _draw_chart(draw: ImageDraw.ImageDraw, scene: ImageScene, big: int) -> None:
     chart = scene.chart
     n = len(chart.values)
-    left, right, base, top = 0.08 * big, 0.96 * big, 0.84 * big, 0.2 * big
+    left, right, base, top = 0.0, float(big), 0.85 * big, 0.2 * big  # one bar per grid column
     slot = (right - left) / n
     unit = (base - top) / 9
     font = _font(int(0.12 * big))
-    draw.line([(left - 0.02 * big, base), (right, base)], fill=(40, 40, 40), width=max(1, big // 112))
+    draw.line([(left, base), (right, base)], fill=(40, 40, 40), width=max(1, big // 112))
     for i, (label, value) in enumerate(zip(chart.labels, chart.values)):
         x0 = left + i * slot + 0.18 * slot
         x1 = left + (i + 1) * slot - 0.18 * slot

@@ -35,7 +35,7 @@ LETTERS = "ABCD"
 IMAGE_TASKS = (
     "colour", "shape", "count", "position", "size", "exists", "text", "text_colour", "chart_value", "chart_compare",
 )  # fmt: skip
-VIDEO_TASKS = ("direction", "when", "order", "times", "colour_change", "video_count")
+VIDEO_TASKS = ("direction", "when", "order", "times", "colour_change")
 TEXT_TASKS = ("arithmetic", "compare", "knowledge", "spelling")
 
 
@@ -97,21 +97,18 @@ def _location(cell_name: str) -> str:
 # ---------------------------------------------------------------------------------------------- captions
 def image_caption(scene: ImageScene) -> str:
     """A complete description of an image (stage 1 / 2 "scene captions")."""
-    parts = []
     if scene.kind == "chart":
         c = scene.chart
         values = _join([f"{label} is {value}" for label, value in zip(c.labels, c.values)])
         return f"A bar chart with {len(c.values)} {c.colour} bars: {values}."
-    if scene.text is not None:
+    if scene.kind == "text":
         t = scene.text
-        parts.append(f'The word "{t.word}" is written in {t.colour} at the {ROW_NAMES[t.row]}.')
-    if scene.shapes:
-        objs = sorted(scene.shapes, key=lambda s: s.cell)
-        items = [f"{_a(s.describe(with_size=True))} {_location(s.position)}" for s in objs]
-        sentence = _join(items)
-        prefix = "There is " if len(objs) == 1 else f"There are {len(objs)} objects: "
-        parts.append(prefix + sentence + ".")
-    return " ".join(parts)
+        return f'The word "{t.word}" is written in {t.colour} at the {ROW_NAMES[t.row]}.'
+    objs = scene.shapes
+    if len(objs) == 1:
+        return f"There is {_a(objs[0].describe(with_size=True))} {_location(objs[0].position)}."
+    o = objs[0]
+    return f"There are {len(objs)} {o.size} {o.colour} {_plural(o.shape)}."
 
 
 def event_phrase(scene: VideoScene, event: Event) -> str:
@@ -154,85 +151,73 @@ def image_questions(scene: ImageScene, rng: np.random.Generator) -> list[QA]:
     """Every question this image supports (a random subset is used per conversation)."""
     if scene.kind == "chart":
         return _chart_questions(scene, rng)
-    out: list[QA] = []
-    if scene.text is not None:
+    if scene.kind == "text":
         t = scene.text
         q = _template(rng, "What word is written in the image?", "What does the text say?", "Read the word.")
-        out.append(QA(q, t.word, "text"))
-        out.append(_mc(rng, "Which word is written in the image?", t.word, list(WORDS), "text"))
-        q = _template(rng, "What colour is the text?", "What colour is the word?")
-        out.append(QA(q, t.colour, "text_colour"))
-    if scene.shapes:
-        out.extend(_shape_questions(scene, rng))
-    return out
+        return [
+            QA(q, t.word, "text"),
+            _mc(rng, "Which word is written in the image?", t.word, list(WORDS), "text"),
+            QA(_template(rng, "What colour is the text?", "What colour is the word?"), t.colour, "text_colour"),
+        ]
+    if scene.kind == "count":
+        return _count_questions(scene, rng)
+    return _object_questions(scene, rng)
 
 
-def _shape_questions(scene: ImageScene, rng: np.random.Generator) -> list[QA]:
-    objs = scene.shapes
-    out: list[QA] = []
-    shape_counts = {s: sum(o.shape == s for o in objs) for s in SHAPES}
-    colour_counts = {c: sum(o.colour == c for o in objs) for c in COLOURS}
-    pair_counts: dict[tuple[str, str], int] = {}
-    for o in objs:
-        pair_counts[(o.colour, o.shape)] = pair_counts.get((o.colour, o.shape), 0) + 1
-    only_shapes = scene.text is None
-    for o in objs:
-        if shape_counts[o.shape] == 1:
-            q = _template(rng, f"What colour is the {o.shape}?", f"What is the colour of the {o.shape}?")
-            out.append(QA(q, o.colour, "colour"))
-            out.append(_mc(rng, f"What colour is the {o.shape}?", o.colour, list(COLOURS), "colour"))
-        if colour_counts[o.colour] == 1:
-            q = _template(rng, f"What shape is the {o.colour} object?", f"Which shape is {o.colour}?")
-            out.append(QA(q, o.shape, "shape"))
-            out.append(_mc(rng, f"What shape is the {o.colour} object?", o.shape, list(SHAPES), "shape"))
-        if pair_counts[(o.colour, o.shape)] == 1:
-            q = _template(rng, f"Where is the {o.colour} {o.shape}?", f"Where is the {o.colour} {o.shape} located?")
-            out.append(QA(q, o.position, "position"))
-            out.append(
-                _mc(rng, f"Where is the {o.colour} {o.shape}?", o.position, list(POSITIONS.values()), "position")
-            )
-            q = _template(
-                rng, f"Is the {o.colour} {o.shape} small or large?", f"What size is the {o.colour} {o.shape}?"
-            )
-            out.append(QA(q, o.size, "size"))
-    if only_shapes:
-        n = len(objs)
-        q = _template(rng, "How many objects are there?", "How many shapes are in the image?", "Count the objects.")
-        out.append(QA(q, str(n), "count"))
-        out.append(_mc(rng, "How many objects are there?", str(n), [str(k) for k in range(1, 8)], "count"))
-        shape = _pick(rng, SHAPES)
-        out.append(QA(f"How many {_plural(shape)} are there?", str(shape_counts[shape]), "count"))
-        colour = _pick(rng, list(COLOURS))
-        out.append(QA(f"How many {colour} objects are there?", str(colour_counts[colour]), "count"))
-        present = _pick(rng, objs)
-        out.append(QA(f"Is there a {present.colour} {present.shape}?", "yes", "exists"))
-        absent = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in pair_counts]
-        colour, shape = absent[int(rng.integers(len(absent)))]
+def _object_questions(scene: ImageScene, rng: np.random.Generator) -> list[QA]:
+    """Colour, shape, position, size and existence of the one object."""
+    o = scene.shapes[0]
+    q = _template(
+        rng, "What colour is the object?", f"What colour is the {o.shape}?", "What is the colour of the shape?"
+    )
+    out = [QA(q, o.colour, "colour"), _mc(rng, "What colour is the object?", o.colour, list(COLOURS), "colour")]
+    q = _template(rng, "What shape is the object?", f"What shape is the {o.colour} object?", "Which shape is shown?")
+    out += [QA(q, o.shape, "shape"), _mc(rng, "What shape is the object?", o.shape, list(SHAPES), "shape")]
+    q = _template(
+        rng, "Where is the object?", f"Where is the {o.colour} {o.shape}?", f"Where is the {o.shape} located?"
+    )
+    out += [
+        QA(q, o.position, "position"),
+        _mc(rng, "Where is the object?", o.position, list(POSITIONS.values()), "position"),
+    ]
+    q = _template(rng, "Is the object small or large?", f"What size is the {o.shape}?")
+    out.append(QA(q, o.size, "size"))
+    if rng.random() < 0.5:
+        out.append(QA(f"Is there a {o.colour} {o.shape}?", "yes", "exists"))
+    else:
+        colour, shape = o.colour, o.shape
+        while (colour, shape) == (o.colour, o.shape):
+            colour, shape = _pick(rng, list(COLOURS)), _pick(rng, SHAPES)
         out.append(QA(f"Is there a {colour} {shape}?", "no", "exists"))
     return out
 
 
-def _chart_questions(scene: ImageScene, rng: np.random.Generator) -> list[QA]:
-    c = scene.chart
-    out: list[QA] = []
-    for label, value in zip(c.labels, c.values):
-        q = _template(rng, f"What is the value of bar {label}?", f"What value does bar {label} show?")
-        out.append(QA(q, str(value), "chart_value"))
-    label = _pick(rng, c.labels)
-    value = c.values[c.labels.index(label)]
-    out.append(
-        _mc(rng, f"What is the value of bar {label}?", str(value), [str(k) for k in range(1, 10)], "chart_value")
-    )
-    tallest = c.labels[int(np.argmax(c.values))]
-    shortest = c.labels[int(np.argmin(c.values))]
-    out.append(
-        QA(_template(rng, "Which bar is the tallest?", "Which bar has the highest value?"), tallest, "chart_compare")
-    )
-    out.append(
-        QA(_template(rng, "Which bar is the shortest?", "Which bar has the lowest value?"), shortest, "chart_compare")
-    )
-    out.append(QA("How many bars are in the chart?", str(len(c.values)), "count"))
+def _count_questions(scene: ImageScene, rng: np.random.Generator) -> list[QA]:
+    """How many copies of the one object there are."""
+    n, shape = len(scene.shapes), scene.shapes[0].shape
+    q = _template(rng, "How many objects are there?", "How many shapes are in the image?", "Count the objects.")
+    out = [
+        QA(q, str(n), "count"),
+        _mc(rng, "How many objects are there?", str(n), [str(k) for k in range(1, 7)], "count"),
+        QA(f"How many {_plural(shape)} are there?", str(n), "count"),
+    ]
+    other = _pick(rng, [s for s in SHAPES if s != shape])
+    out.append(QA(f"How many {_plural(other)} are there?", "0", "count"))
     return out
+
+
+def _chart_questions(scene: ImageScene, rng: np.random.Generator) -> list[QA]:
+    """Which bar is the tallest / shortest, and their values."""
+    c = scene.chart
+    tallest, shortest = int(np.argmax(c.values)), int(np.argmin(c.values))
+    values = [str(k) for k in range(1, 10)]
+    return [
+        QA(_template(rng, "Which bar is the tallest?", "Which bar has the highest value?"), c.labels[tallest], "chart_compare"),
+        QA(_template(rng, "Which bar is the shortest?", "Which bar has the lowest value?"), c.labels[shortest], "chart_compare"),
+        QA(_template(rng, "What is the value of the tallest bar?", "What is the highest value in the chart?"), str(c.values[tallest]), "chart_value"),
+        QA(_template(rng, "What is the value of the shortest bar?", "What is the lowest value in the chart?"), str(c.values[shortest]), "chart_value"),
+        _mc(rng, "What is the value of the tallest bar?", str(c.values[tallest]), values, "chart_value"),
+    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- video QA
@@ -277,8 +262,6 @@ def video_questions(scene: VideoScene, rng: np.random.Generator) -> list[QA]:
         options = [event_phrase(scene, e) for e in firsts]
         out.append(_mc(rng, "What happens first?", event_phrase(scene, firsts[0]), options, "order"))
         out.append(_mc(rng, "What happens last?", event_phrase(scene, firsts[-1]), options, "order"))
-    n = len(scene.tracks)
-    out.append(QA("How many objects appear in the video?", str(n), "video_count"))
     return out
 
 

@@ -48,13 +48,17 @@ WORDS: tuple[str, ...] = (
     "hat", "cup", "pen", "key", "map", "egg", "owl", "fox",
 )  # fmt: skip
 ROW_NAMES: tuple[str, ...] = ("top", "middle", "bottom")
-BAR_LABELS: tuple[str, ...] = ("A", "B", "C", "D")
+BAR_LABELS: tuple[str, ...] = ("A", "B", "C")  # one bar per column of the grid
 # Image backgrounds (light and dark) and the text colours readable on each.
 BACKGROUNDS: tuple[tuple[int, int, int], ...] = ((242, 242, 242), (228, 226, 214), (205, 214, 228), (48, 50, 60))
 VIDEO_BACKGROUND: tuple[int, int, int] = (236, 236, 232)
 
-IMAGE_KINDS: tuple[str, ...] = ("shapes", "text", "chart")
-IMAGE_KIND_WEIGHTS: tuple[float, ...] = (0.6, 0.2, 0.2)
+# "object": one object to describe; "count": 1-6 copies of one object to count; "text": one rendered word;
+# "chart": a bar chart. Every image question is about the one thing the image shows (see docs/experiments.md:
+# finding one object among several by a named attribute is what a model of this size does not learn in the
+# recipe's budget, so questions never need it).
+IMAGE_KINDS: tuple[str, ...] = ("object", "count", "text", "chart")
+IMAGE_KIND_WEIGHTS: tuple[float, ...] = (0.35, 0.2, 0.25, 0.2)
 EVENT_KINDS: tuple[str, ...] = ("move", "appear", "disappear", "change", "blink")
 # A move takes 1.5 s: a reader sampling 1 fps sees it half-way in one frame and finished in the next.
 MOVE_SECONDS = 1.5
@@ -123,14 +127,14 @@ class Chart:
 
 @dataclass
 class ImageScene:
-    kind: str  # "shapes" | "text" | "chart"
+    kind: str  # one of IMAGE_KINDS
     background: tuple[int, int, int]
     shapes: list[Shape] = field(default_factory=list)
     text: TextItem | None = None
     chart: Chart | None = None
 
 
-def _cell_centre(rng: np.random.Generator, cell: tuple[int, int], jitter: float = 0.04) -> tuple[float, float]:
+def _cell_centre(rng: np.random.Generator, cell: tuple[int, int], jitter: float = 0.02) -> tuple[float, float]:
     row, col = cell
     x = (col + 0.5) / 3 + float(rng.uniform(-jitter, jitter))
     y = (row + 0.5) / 3 + float(rng.uniform(-jitter, jitter))
@@ -138,53 +142,35 @@ def _cell_centre(rng: np.random.Generator, cell: tuple[int, int], jitter: float 
 
 
 def sample_shapes(rng: np.random.Generator, n: int, cells: list[tuple[int, int]] | None = None) -> list[Shape]:
-    """``n`` objects in distinct grid cells. Half of the scenes repeat one shape or colour (for counting)."""
+    """``n`` copies of one object (shape, colour and size) in distinct grid cells."""
     cells = cells or _pick(rng, list(POSITIONS), size=n)
-    shapes_pool = list(SHAPES)
-    colours_pool = list(COLOURS)
-    mode = rng.random()
-    out = []
-    if mode < 0.25:  # one repeated shape, varied colours
-        fixed_shape = _pick(rng, shapes_pool)
-    if 0.25 <= mode < 0.5:  # one repeated colour, varied shapes
-        fixed_colour = _pick(rng, colours_pool)
-    for cell in cells:
-        shape = fixed_shape if mode < 0.25 else _pick(rng, shapes_pool)
-        colour = fixed_colour if 0.25 <= mode < 0.5 else _pick(rng, colours_pool)
-        x, y = _cell_centre(rng, cell)
-        out.append(Shape(shape, colour, _pick(rng, SIZES), tuple(cell), x, y))
-    return out
+    shape, colour, size = _pick(rng, SHAPES), _pick(rng, COLOURS), _pick(rng, SIZES)
+    return [Shape(shape, colour, size, tuple(cell), *_cell_centre(rng, cell)) for cell in cells]
 
 
 def sample_image_scene(seed: int, index: int, kind: str | None = None) -> ImageScene:
-    """Image ``index`` of the world with ``seed``: objects, a word or a bar chart."""
+    """Image ``index`` of the world with ``seed``: one object, copies of one object, a word or a bar chart."""
     rng = item_rng(seed, DOMAIN_IMAGE, index)
     if kind is None:
         kind = str(rng.choice(IMAGE_KINDS, p=IMAGE_KIND_WEIGHTS))
     background = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
     dark = sum(background) < 300
-    if kind == "shapes":
-        n = int(rng.integers(1, 7))
-        return ImageScene(kind, background, shapes=sample_shapes(rng, n))
+    if kind == "object":
+        return ImageScene(kind, background, shapes=sample_shapes(rng, 1))
+    if kind == "count":
+        return ImageScene(kind, background, shapes=sample_shapes(rng, int(rng.integers(1, 7))))
     if kind == "text":
         word = _pick(rng, WORDS)
         names = [*COLOURS, "white" if dark else "black"]
         colour = _pick(rng, names)
         rgb = COLOURS.get(colour, (255, 255, 255) if colour == "white" else (0, 0, 0))
         row = int(rng.integers(3))
-        text = TextItem(word, colour, row, 0.5 + float(rng.uniform(-0.12, 0.12)), rgb)
-        # Sometimes an object in another row, so that text and shapes are told apart.
-        shapes = []
-        if rng.random() < 0.4:
-            other_row = _pick(rng, [r for r in range(3) if r != row])
-            shapes = sample_shapes(rng, 1, cells=[(other_row, int(rng.integers(3)))])
-        return ImageScene(kind, background, shapes=shapes, text=text)
+        return ImageScene(kind, background, text=TextItem(word, colour, row, 0.5 + float(rng.uniform(-0.1, 0.1)), rgb))
     if kind == "chart":
-        n_bars = int(rng.integers(3, 5))
-        values = [int(v) for v in rng.integers(1, 10, size=n_bars)]
-        while len(set(values)) < n_bars or max(values) == min(values):  # unique values: tallest is unambiguous
-            values = [int(v) for v in rng.integers(1, 10, size=n_bars)]
-        return ImageScene(kind, (242, 242, 242), chart=Chart(list(BAR_LABELS[:n_bars]), values, _pick(rng, COLOURS)))
+        values = [int(v) for v in rng.integers(1, 10, size=len(BAR_LABELS))]
+        while len(set(values)) < len(values):  # distinct values: tallest and shortest are unambiguous
+            values = [int(v) for v in rng.integers(1, 10, size=len(BAR_LABELS))]
+        return ImageScene(kind, (242, 242, 242), chart=Chart(list(BAR_LABELS), values, _pick(rng, COLOURS)))
     raise ValueError(f"unknown image kind {kind!r}: expected one of {IMAGE_KINDS}")
 
 
@@ -299,7 +285,7 @@ def _event_slots(kind: str, time: int, count: int = 1) -> set[int]:
 
 
 def sample_video_scene(seed: int, index: int, duration: int | None = None, fps: int = 8) -> VideoScene:
-    """Video ``index`` of the world with ``seed``: 2-3 objects with distinct shapes, 1-3 events.
+    """Video ``index`` of the world with ``seed``: one object to which 1-3 things of different kinds happen.
 
     Events occupy distinct whole seconds in [1, duration - 1] (so "what happens first" always has an
     answer, and each change is visible in exactly one sampled frame), and the frames in between are static.
@@ -307,51 +293,55 @@ def sample_video_scene(seed: int, index: int, duration: int | None = None, fps: 
     rng = item_rng(seed, DOMAIN_VIDEO, index)
     if duration is None:
         duration = int(rng.integers(6, 9))
-    n_tracks = int(rng.integers(2, 4))
-    shapes = _pick(rng, SHAPES, size=n_tracks)
-    colours = _pick(rng, COLOURS, size=n_tracks)
-    cells = _pick(rng, list(POSITIONS), size=n_tracks)
-    tracks = []
-    for shape, colour, cell in zip(shapes, colours, cells):
-        x, y = _cell_centre(rng, cell, jitter=0.03)
-        tracks.append(Track(shape, colour, _pick(rng, SIZES), tuple(cell), x, y))
+    cell = _pick(rng, list(POSITIONS))
+    x, y = _cell_centre(rng, cell)
+    track = Track(_pick(rng, SHAPES), _pick(rng, COLOURS), _pick(rng, SIZES), tuple(cell), x, y)
+    tracks = [track]
 
-    occupied = set(cells)
+    occupied = {track.cell}
     busy: set[int] = set()
     events: list[Event] = []
-    n_events = int(rng.integers(1, 4))
-    kinds_weights = np.array([0.3, 0.17, 0.17, 0.2, 0.16])
-    used_tracks: set[int] = set()
-    for _ in range(n_events):
-        free_tracks = [i for i in range(n_tracks) if i not in used_tracks]
-        if not free_tracks:
-            break
-        track = _pick(rng, free_tracks)
-        kind = str(rng.choice(EVENT_KINDS, p=kinds_weights / kinds_weights.sum()))
-        made = _sample_event(rng, kind, track, tracks, duration, busy, occupied)
+    kinds_weights = np.array([0.3, 0.15, 0.15, 0.22, 0.18])
+    kinds = [str(k) for k in rng.choice(EVENT_KINDS, size=3, replace=False, p=kinds_weights / kinds_weights.sum())]
+    kinds = kinds[: int(rng.integers(1, 4))]
+    if "appear" in kinds and "disappear" in kinds:  # one or the other: the object is hidden at one end only
+        kinds.remove("disappear")
+    # Appearing or disappearing comes first in sampling (early or late), so that every other event happens
+    # while the object is visible: in the window (lo, hi) of whole seconds.
+    kinds.sort(key=lambda k: k not in ("appear", "disappear"))
+    window = (1, duration)
+    for kind in kinds:
+        if kind == "appear":
+            made = _sample_event(rng, kind, 0, tracks, duration, busy, occupied, window=(1, max(2, duration // 2)))
+            window = (made[0].time + 1, duration)
+        elif kind == "disappear":
+            made = _sample_event(rng, kind, 0, tracks, duration, busy, occupied, window=(duration // 2, duration))
+            window = (1, made[0].time)
+        else:
+            made = _sample_event(rng, kind, 0, tracks, duration, busy, occupied, window=window)
         if not made:
             continue
         events.extend(made)
-        used_tracks.add(track)
         for e in made:
             busy |= _event_slots(e.kind, e.time)
     if not events:  # always at least one thing happens: a colour change fits anywhere
-        track = int(rng.integers(n_tracks))
-        events = _sample_event(rng, "change", track, tracks, duration, busy, occupied) or []
+        events = _sample_event(rng, "change", 0, tracks, duration, busy, occupied) or []
     events.sort(key=lambda e: e.time)
     return VideoScene(duration, fps, VIDEO_BACKGROUND, tracks, events)
 
 
-def _sample_event(rng, kind, track, tracks, duration, busy, occupied) -> list[Event] | None:
+def _sample_event(rng, kind, track, tracks, duration, busy, occupied, window=None) -> list[Event] | None:
+    """Events of ``kind`` for ``track`` at free whole seconds in ``window`` = [lo, hi) (default [1, duration))."""
     t = tracks[track]
-    free_times = [s for s in range(1, duration) if s not in busy]
+    lo, hi = window or (1, duration)
+    free_times = [s for s in range(max(1, lo), min(hi, duration)) if s not in busy]
     if kind == "move":
         options = []
         for direction, (dr, dc) in DIRECTIONS.items():
             target = (t.cell[0] + dr, t.cell[1] + dc)
             if target in POSITIONS and target not in occupied:
                 options.append((direction, target))
-        times = [s for s in free_times if s + 1 < duration and s + 1 not in busy]
+        times = [s for s in free_times if s + 1 < min(hi, duration) and s + 1 not in busy]
         if not options or not times:
             return None
         direction, target = options[int(rng.integers(len(options)))]
@@ -376,6 +366,9 @@ def _sample_event(rng, kind, track, tracks, duration, busy, occupied) -> list[Ev
     if kind == "blink":
         count = int(rng.integers(1, 4))
         starts = [s for s in free_times if all(s + k in free_times for k in range(2 * count))]
+        if not starts and count > 1:
+            count = 1
+            starts = [s for s in free_times if s + 1 in free_times]
         if not starts:
             return None
         start = _pick(rng, starts)

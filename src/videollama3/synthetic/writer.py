@@ -2,8 +2,8 @@
 
 Layout of a dataset folder (all media paths in the annotations are relative to it)::
 
-    images/000000.png ...            112 x 112 PNG
-    videos/000000.mp4 ...            112 x 112 H.264, 8 fps, 6-8 s
+    images/000000.png ...            84 x 84 PNG
+    videos/000000.mp4 ...            84 x 84 H.264, 8 fps, 6-8 s
     image_captions.jsonl             {"image": "images/000000.png", "conversations": [human, gpt]}
     video_captions.jsonl             {"video": ["videos/000000.mp4"], "conversations": [...]}
     image_qa.jsonl                   multi-turn question answering on each image

@@ -183,6 +183,7 @@ class WorldConfig:
     videos: int = 4000
     texts: int = 4000
     questions: int = 8
+    perception_steps: int = 0  # perception pretraining of the initial model's encoder (0: random encoder)
 
 
 @dataclass

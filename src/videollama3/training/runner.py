@@ -53,8 +53,8 @@ def prepare_world(recipe: Recipe, env: DistEnv) -> None:
     if env.is_main and not (init / "config.json").is_file():
         from ..synthetic.model import build_initial_model
 
-        print(f"writing the randomly initialised small model to {init}", flush=True)
-        build_initial_model(init, seed=world.seed)
+        print(f"writing the small model training starts from to {init}", flush=True)
+        build_initial_model(init, seed=world.seed, perception_steps=world.perception_steps)
     barrier(env)
 
 
