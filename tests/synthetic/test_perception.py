@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import torch
+from tests.synthetic.test_synthetic_training import TINY
 
 from videollama3.synthetic import perception, world
 from videollama3.synthetic.model import build_initial_model
 from videollama3.synthetic.perception import HEADS, picture_labels
-
-from tests.synthetic.test_synthetic_training import TINY
 
 
 def test_labels_describe_the_picture():

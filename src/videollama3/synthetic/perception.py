@@ -142,5 +142,7 @@ def pretrain_encoder(
     with torch.no_grad():
         _, correct = loss_and_correct([h[0] for h in held_out], [h[1] for h in held_out])
     accuracy = {name: round(100 * value, 1) for name, value in correct.items()}
-    print(f"perception pretraining: {steps} steps in {time.perf_counter() - started:.0f} s; held-out accuracy {accuracy}")
+    print(
+        f"perception pretraining: {steps} steps in {time.perf_counter() - started:.0f} s; held-out accuracy {accuracy}"
+    )
     return accuracy
