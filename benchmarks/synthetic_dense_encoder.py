@@ -50,7 +50,7 @@ def build(processor, seed: int, count: int) -> list[tuple]:
     patch = processor.image_processor.patch_size
     items = []
     for index in range(1, count + 1):
-        scene = world.sample_image_scene(seed, index, kind="shapes")
+        scene = world.sample_image_scene(seed, index, kind="count")
         image = render.render_image(scene)
         conversation = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "?"}]}]
         batch = processor(conversation=conversation, return_tensors="pt")

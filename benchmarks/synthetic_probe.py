@@ -34,7 +34,7 @@ def build_samples(processor, chat_tokens, seed: int, count: int, args) -> list[d
     samples, index = [], 0
     while len(samples) < count:
         index += 1
-        scene = world.sample_image_scene(seed, index, kind=None if args.all_kinds else "shapes")
+        scene = world.sample_image_scene(seed, index, kind=None if args.all_kinds else "count")
         if args.single:
             scene.shapes = scene.shapes[:1]
         rng = tasks.qa_rng(seed, index, 0)
