@@ -119,11 +119,21 @@ def load_model(impl: str, args):
         from videollama3 import VideoLLaMA3ForCausalLM
 
         model = VideoLLaMA3ForCausalLM.from_pretrained(ours, dtype=dtype)
+        model.set_vision_attention_backend(args.vision_attention)
     else:
         from transformers import VideoLlama3ForConditionalGeneration
 
         model = VideoLlama3ForConditionalGeneration.from_pretrained(hf, dtype=dtype, attn_implementation="sdpa")
-    return model.eval()
+    return model.to(args.device).eval()
+
+
+def to_device(inputs: dict, device: str) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
 
 
 def make_inputs(impl: str, frames: int, image_token_id: int) -> dict:
@@ -212,24 +222,36 @@ def run_worker(args) -> dict:
     model = load_model(impl, args)
     load_s = time.perf_counter() - start
     image_token_id = model.config.image_token_index if impl == "ours" else model.config.image_token_id
-    inputs = make_inputs(impl, frames, image_token_id)
+    inputs = to_device(make_inputs(impl, frames, image_token_id), args.device)
     call = vision_call(impl, model, inputs) if args.phase == "vision" else prefill_call(impl, model, inputs)
-    touch_weights(model)
-    gc.collect()
-    peak_load = status_gb("VmHWM")
-    rss_loaded = status_gb("VmRSS")
-    reset = reset_peak_rss()
+    cuda = args.device.startswith("cuda")
+    if cuda:  # GPU memory: bytes allocated by PyTorch's caching allocator (weights + inputs, then the peak)
+        torch.cuda.synchronize(args.device)
+        peak_load = rss_loaded = torch.cuda.memory_allocated(args.device) / 2**30
+        torch.cuda.reset_peak_memory_stats(args.device)
+        reset = True
+    else:
+        touch_weights(model)
+        gc.collect()
+        peak_load = status_gb("VmHWM")
+        rss_loaded = status_gb("VmRSS")
+        reset = reset_peak_rss()
     times = []
     with torch.inference_mode():
         for i in range(1 + args.reps):
+            synchronize(args.device)
             t0 = time.perf_counter()
             out = call()
+            synchronize(args.device)
             times.append(time.perf_counter() - t0)
             shape = list(out.shape)
             del out
             if args.profile and i == 0:
                 profile(call, args)
-    peak = status_gb("VmHWM") if reset else maxrss_gb()
+    if cuda:
+        peak = torch.cuda.max_memory_allocated(args.device) / 2**30
+    else:
+        peak = status_gb("VmHWM") if reset else maxrss_gb()
     return {
         "impl": impl,
         "phase": args.phase,
@@ -323,14 +345,14 @@ def run_check(args) -> dict:
     for impl in ("ours", "native"):
         model = load_model(impl, args)
         image_token_id = model.config.image_token_index if impl == "ours" else model.config.image_token_id
-        inputs = make_inputs(impl, frames, image_token_id)
+        inputs = to_device(make_inputs(impl, frames, image_token_id), args.device)
         with torch.inference_mode():
             results[impl] = {
-                "vision": vision_call(impl, model, inputs)().float(),
-                "logits": prefill_call(impl, model, inputs, logits_to_keep=0)().float(),
+                "vision": vision_call(impl, model, inputs)().float().cpu(),
+                "logits": prefill_call(impl, model, inputs, logits_to_keep=0)().float().cpu(),
             }
             if impl == "ours":
-                results["ours_last"] = prefill_call(impl, model, inputs, logits_to_keep=1)().float()
+                results["ours_last"] = prefill_call(impl, model, inputs, logits_to_keep=1)().float().cpu()
         del model
         gc.collect()
     ours, native = results["ours"], results["native"]
@@ -356,6 +378,8 @@ def spawn(args, extra: list[str]) -> dict:
         "--llm-layers", str(args.llm_layers),
         "--reps", str(args.reps),
         "--threads", str(args.threads),
+        "--device", args.device,
+        "--vision-attention", args.vision_attention,
         "--workdir", args.workdir,
         *extra,
     ]  # fmt: skip
@@ -374,7 +398,7 @@ def spawn(args, extra: list[str]) -> dict:
     return result
 
 
-def machine_info() -> dict:
+def machine_info(args) -> dict:
     import transformers
 
     model_name = platform.processor()
@@ -384,7 +408,11 @@ def machine_info() -> dict:
     except (OSError, StopIteration):
         pass
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    gpu = {}
+    if args.device.startswith("cuda"):
+        gpu = {"gpu": torch.cuda.get_device_name(args.device), "cuda": torch.version.cuda}
     return {
+        **gpu,
         "cpu": model_name,
         "cores": os.cpu_count(),
         "ram_gb": round(ram, 1),
@@ -402,9 +430,10 @@ def fmt(result: dict, key: str, digits: int = 2) -> str:
     return f"{result[key]:.{digits}f}"
 
 
-def markdown_table(rows: list[dict]) -> str:
+def markdown_table(rows: list[dict], device: str = "cpu") -> str:
+    memory = "peak GPU memory GB" if device.startswith("cuda") else "peak RSS GB"
     lines = [
-        "| implementation | frames | visual tokens | vision encoder s | prefill s | peak RSS GB (vision / prefill) "
+        f"| implementation | frames | visual tokens | vision encoder s | prefill s | {memory} (vision / prefill) "
         "| increase GB (vision / prefill) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -420,7 +449,7 @@ def markdown_table(rows: list[dict]) -> str:
 
 def orchestrate(args) -> None:
     started = time.perf_counter()
-    info = machine_info()
+    info = machine_info(args)
     print(json.dumps(info), flush=True)
     ours_dir, hf_dir, setup_s = prepare_checkpoints(args)
     print(f"checkpoints: {ours_dir}, {hf_dir} (built in {setup_s:.1f} s)", flush=True)
@@ -445,7 +474,7 @@ def orchestrate(args) -> None:
             row[phase] = spawn(args, ["--worker", impl, "--phase", phase, "--frames", str(frames)])
             print(f"{impl} {frames} frames {phase}:", json.dumps(row[phase]), flush=True)
         rows.append(row)
-    table = markdown_table(rows)
+    table = markdown_table(rows, args.device)
     print()
     print(table)
     ours = {r["frames"]: r for r in rows if r["impl"] == "ours" and "error" not in r["prefill"]}
@@ -487,7 +516,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--llm-layers", type=int, default=28)
     parser.add_argument("--reps", type=int, default=2, help="timed repetitions after one warm-up")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--device", default="cpu", help="cpu or cuda[:i]; on CUDA memory is PyTorch's allocated GPU memory, not RSS"
+    )
     parser.add_argument("--workdir", default="/tmp/videollama3_bench")
+    parser.add_argument(
+        "--vision-attention", default="auto", help="ours: vision attention backend (auto, sdpa, flash, flex)"
+    )
     parser.add_argument("--worker-timeout", type=int, default=600, help="seconds per measurement process")
     parser.add_argument("--skip-native", action="store_true")
     parser.add_argument("--worker", choices=["ours", "native"], help=argparse.SUPPRESS)

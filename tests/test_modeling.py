@@ -6,12 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from parity_fixtures import CASE_NAMES, load_case
+from parity_fixtures import CASE_NAMES, left_pad_batch, load_case
 from videollama3.errors import InputError
 from videollama3.pruning import pruning_mask
 from videollama3.vision_encoder import merge_tokens
-
-PAD_ID = 486
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
@@ -46,26 +44,8 @@ def test_already_pruned_prompt_gives_same_logits(fixture_model):
     torch.testing.assert_close(logits, outputs["logits"], atol=1e-4, rtol=0)
 
 
-def _left_pad_batch(names):
-    cases = [load_case(n) for n in names]
-    length = max(c[1]["input_ids"].shape[1] for c in cases)
-    ids, attn, pixels, grids, merges = [], [], [], [], []
-    for _, inputs, _ in cases:
-        n = inputs["input_ids"].shape[1]
-        ids.append(F.pad(inputs["input_ids"][0], (length - n, 0), value=PAD_ID))
-        attn.append(F.pad(inputs["attention_mask"][0], (length - n, 0), value=0))
-        if "pixel_values" in inputs:
-            pixels.append(inputs["pixel_values"])
-            grids.append(inputs["grid_sizes"])
-            merges.append(inputs["merge_sizes"])
-    batch = {"input_ids": torch.stack(ids), "attention_mask": torch.stack(attn)}
-    if pixels:
-        batch.update(pixel_values=torch.cat(pixels), grid_sizes=torch.cat(grids), merge_sizes=torch.cat(merges))
-    return batch, [c[2] for c in cases]
-
-
 def test_batch_of_different_media_matches_single_runs(fixture_model):
-    batch, expected = _left_pad_batch(["image_single", "video_static_pruned", "text_multiturn"])
+    batch, expected = left_pad_batch(["image_single", "video_static_pruned", "text_multiturn"])
     with torch.no_grad():
         logits = fixture_model(**batch).logits
         generated = fixture_model.generate(**batch, max_new_tokens=6, do_sample=False)
@@ -89,7 +69,7 @@ def test_mismatched_placeholders_raise(fixture_model):
 
 
 def test_right_padded_batch_generation_is_refused(fixture_model):
-    batch, _ = _left_pad_batch(["text_multiturn", "image_tiny_upscaled"])
+    batch, _ = left_pad_batch(["text_multiturn", "image_tiny_upscaled"])
     right = {**batch, "attention_mask": batch["attention_mask"].flip(-1)}
     with pytest.raises(InputError, match="left padding"):
         fixture_model.generate(**right, max_new_tokens=1)

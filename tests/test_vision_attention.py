@@ -45,3 +45,21 @@ def test_flex_document_mask_matches_reference():
     q, k, v = (torch.randn(sum(seq_lens), 4, 16) for _ in range(3))
     got = segment_attention(q, k, v, seq_lens, scale=0.25, backend="flex")
     torch.testing.assert_close(got, _reference(q, k, v, seq_lens, 0.25), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "seq_lens", [[5, 5, 7, 16], [128] * 3, [200, 56, 300, 1], [36] * 40 + [7, 130, 1, 64], [129, 127, 128, 256]]
+)
+def test_document_block_mask_equals_flex_mask_of_the_mask_function(seq_lens):
+    """Built from segment boundaries (no N x N evaluation), it is the block mask flex would derive itself."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    from videollama3.vision_attention import document_block_mask
+
+    n = sum(seq_lens)
+    document = torch.repeat_interleave(torch.arange(len(seq_lens)), torch.tensor(seq_lens))
+    expected = create_block_mask(lambda b, h, q, k: document[q] == document[k], None, None, n, n, device="cpu")
+    got = document_block_mask(seq_lens, "cpu")
+    assert torch.equal(got.to_dense(), expected.to_dense())
+    assert torch.equal(got.kv_num_blocks, expected.kv_num_blocks)
+    assert torch.equal(got.full_kv_num_blocks, expected.full_kv_num_blocks)

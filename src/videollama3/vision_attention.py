@@ -6,11 +6,13 @@ memory (a 180-frame video is ~60k patches: 14 GB of mask per layer in fp32), so 
 one. Backends:
 
 * ``"sdpa"``: ``scaled_dot_product_attention`` per group of consecutive equal-length segments (all frames
-  of a video share one length, so a video is a single batched call). Works everywhere; CPU default.
+  of a video share one length, so a video is a single batched call). Works everywhere.
 * ``"flash"``: ``flash_attn_varlen_func`` over ``cu_seqlens`` (CUDA, when flash-attn is installed).
-* ``"flex"``: FlexAttention with a document block mask (CUDA, torch >= 2.5).
+* ``"flex"``: FlexAttention with a document block mask (torch.compile; for many segments of different
+  lengths, e.g. a batch of images of many sizes).
 
-``"auto"`` picks flash, then flex, on CUDA and sdpa elsewhere.
+``"auto"`` picks flash on CUDA when flash-attn is installed, else sdpa: on an H200 the grouped sdpa call
+was 1.5-3x faster than flex for the SigLIP encoder on 8-180 frame videos (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         raise ConfigError(f"vision attention backend {backend!r} is unknown: use one of {BACKENDS}")
     if backend != "auto":
         return backend
-    if device.type == "cuda":
-        return "flash" if _flash_attn_available() else "flex"
+    if device.type == "cuda" and _flash_attn_available():
+        return "flash"
     return "sdpa"
 
 
@@ -114,17 +116,7 @@ def _flash_varlen(q, k, v, seq_lens, scale, dropout):
 
 
 def _flex_document(q, k, v, seq_lens, scale):
-    from torch.nn.attention.flex_attention import create_block_mask
-
-    n = q.shape[0]
-    document = torch.repeat_interleave(
-        torch.arange(len(seq_lens), device=q.device), torch.tensor(seq_lens, device=q.device)
-    )  # (N,) segment id of every patch
-
-    def same_document(b, h, q_idx, kv_idx):
-        return document[q_idx] == document[kv_idx]
-
-    block_mask = create_block_mask(same_document, B=None, H=None, Q_LEN=n, KV_LEN=n, device=q.device)
+    block_mask = document_block_mask(seq_lens, q.device)
     out = _compiled_flex()(
         q.transpose(0, 1).unsqueeze(0),
         k.transpose(0, 1).unsqueeze(0),
@@ -133,6 +125,58 @@ def _flex_document(q, k, v, seq_lens, scale):
         scale=scale,
     )  # (1, H, N, D)
     return out[0].transpose(0, 1)
+
+
+def document_block_mask(seq_lens: list[int], device, block_size: int = 128):
+    """FlexAttention ``BlockMask`` of the block-diagonal "same segment" pattern, built from the segment
+    boundaries alone.
+
+    ``create_block_mask`` would evaluate the mask function on all N x N pairs (eagerly it materialises
+    them: ~30 GB for a 180-frame video's 58k patches). Here each (query block, key block) pair of
+    ``block_size`` tokens is classified from the segments it spans, so the cost is (N / block_size)^2
+    booleans: blocks inside one segment are *full* (no mask function needed), blocks that straddle a
+    segment boundary are *partial* (the mask function decides per pair), all others are skipped.
+    """
+    from torch.nn.attention.flex_attention import BlockMask
+
+    n = sum(seq_lens)
+    lengths = torch.tensor(seq_lens, device=device)
+    ends = lengths.cumsum(0)  # (S,) exclusive end of each segment
+    starts = ends - lengths
+    document = torch.repeat_interleave(torch.arange(len(seq_lens), device=device), lengths)  # (N,)
+
+    blocks = -(-n // block_size)
+    first = torch.arange(blocks, device=device) * block_size  # (B,) first token of each block
+    last = torch.clamp(first + block_size, max=n) - 1  # (B,) last token of each block
+    first_doc, last_doc = document[first], document[last]
+    # Key blocks a query block can see: those overlapping [start of its first segment, end of its last).
+    lo = starts[first_doc] // block_size
+    hi = (ends[last_doc] - 1) // block_size
+    index = torch.arange(blocks, device=device)
+    visible = (index[None, :] >= lo[:, None]) & (index[None, :] <= hi[:, None])  # (B, B)
+    one_doc = (first_doc == last_doc) & (last - first + 1 == block_size)  # whole block inside one segment
+    full = visible & one_doc[:, None] & one_doc[None, :] & (first_doc[:, None] == first_doc[None, :])
+    partial = visible & ~full
+
+    def ordered(selected):  # (B, B) bool -> counts (1, 1, B) and the selected columns first (1, 1, B, B)
+        counts = selected.sum(-1, dtype=torch.int32)
+        columns = torch.argsort(selected.to(torch.int8), dim=-1, descending=True, stable=True).to(torch.int32)
+        return counts[None, None], columns[None, None]
+
+    def same_document(b, h, q_idx, kv_idx):
+        return document[q_idx] == document[kv_idx]
+
+    kv_num_blocks, kv_indices = ordered(partial)
+    full_num_blocks, full_indices = ordered(full)
+    return BlockMask.from_kv_blocks(
+        kv_num_blocks,
+        kv_indices,
+        full_num_blocks,
+        full_indices,
+        BLOCK_SIZE=block_size,
+        mask_mod=same_document,
+        seq_lengths=(n, n),
+    )
 
 
 @functools.cache

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchr
 
 
 def run_cli(args: list[str], cwd) -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    # Two CPU processes over gloo on any machine (a one-GPU machine cannot give each rank a GPU).
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
 
@@ -68,3 +69,14 @@ def test_two_processes_match_one(tmp_path, tiny_world):
     # any real difference (a lost shard, an unreduced gradient, a wrong normalisation).
     for name, tensor in single.items():
         torch.testing.assert_close(sharded[name], tensor, rtol=0, atol=1e-4, msg=name)
+
+
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    from videollama3.errors import ConfigError
+    from videollama3.training.distributed import init_distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(ConfigError, match="LOCAL_RANK=1 has no GPU: 1 visible"):
+        init_distributed()

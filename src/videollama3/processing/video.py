@@ -34,14 +34,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import av
 import numpy as np
 from PIL import Image
 
 from ..errors import MediaError, MediaNotFoundError
 from .image import ImageReader, open_image_file, resize
+
+if TYPE_CHECKING:
+    import av
 
 DEFAULT_FPS = 1
 DEFAULT_MAX_FRAMES = 180
@@ -570,6 +572,8 @@ class _StreamSource(_FrameSource):
 
     def _scan(self, container, stream) -> av.VideoFrame | None:
         """Record every packet (decode order); decode only until the first frame comes out."""
+        import av
+
         self.packet_pts: list[int | None] = []
         self.packet_dts: list[int | None] = []
         self.packet_key: list[bool] = []
@@ -707,6 +711,8 @@ class _StreamSource(_FrameSource):
 
     def _seek(self, container, stream, index: int) -> tuple[Iterator, int]:
         """Position the demuxer at or before packet ``index``: (packet iterator, its decode-order position)."""
+        import av
+
         if index > 0:
             # The demuxer lands on the keyframe or on an earlier one (both fine: we skip up to ``index``).
             target = self.packet_dts[index] if self.packet_dts[index] is not None else self.packet_pts[index]
@@ -783,6 +789,8 @@ def _clockwise_rotation(frame: av.VideoFrame) -> int:
 
 
 def _decode_packet(codec, packet) -> list[av.VideoFrame]:
+    import av
+
     try:
         return codec.decode(packet)
     except av.error.EOFError:
@@ -793,6 +801,8 @@ def _decode_packet(codec, packet) -> list[av.VideoFrame]:
 
 
 def _open_container(path: Path):
+    import av  # imported on first use: importing videollama3 (images, text, the model) does not need PyAV
+
     try:
         return av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as exc:
