@@ -23,18 +23,20 @@ import time
 from pathlib import Path
 
 
-def training_tokens(run_dir: Path) -> dict[str, float]:
-    """Tokens (packed, non-padding) and steps each stage of a run trained on, from its metrics.jsonl."""
-    out: dict[str, float] = {}
+def training_tokens(run_dir: Path) -> dict[str, dict[str, float]]:
+    """Steps, non-padding tokens and seconds each stage of a run trained for, from its metrics.jsonl."""
+    out: dict[str, dict[str, float]] = {}
     for log in sorted(run_dir.glob("*/logs/metrics.jsonl")):
-        tokens = steps = 0
+        steps = tokens = seconds = 0.0
         for line in log.read_text().splitlines():
             row = json.loads(line)
-            if "pack_fill" not in row:
-                continue
             steps += 1
-            tokens += row["pack_fill"] * row.get("micro_batches", 1) * row.get("micro_batch_tokens", 2048)
-        out[log.parent.parent.name] = {"steps": steps, "tokens": int(tokens)}
+            if "tokens" in row:
+                tokens += row["tokens"]
+                seconds += row.get("step_s", 0.0)
+            elif "pack_fill" in row:  # logs written before "tokens" was recorded (packed batches)
+                tokens += row["pack_fill"] * row.get("micro_batches", 1) * row.get("micro_batch_tokens", 2048)
+        out[log.parent.parent.name] = {"steps": int(steps), "tokens": int(tokens), "seconds": round(seconds, 1)}
     return out
 
 

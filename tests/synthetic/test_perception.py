@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from tests.synthetic.test_synthetic_training import TINY
 
 from videollama3.synthetic import perception, world
 from videollama3.synthetic.model import build_initial_model
@@ -35,8 +34,8 @@ def test_labels_describe_the_picture():
             assert HEADS["colour"][labels["colour"]] == state[0].colour
 
 
-def test_pretraining_trains_the_encoder_only(tmp_path):
-    folder = build_initial_model(tmp_path / "random", TINY, seed=0, corpus_scale=0.02)
+def test_pretraining_trains_the_encoder_only(tmp_path, tiny_size):
+    folder = build_initial_model(tmp_path / "random", tiny_size, seed=0, corpus_scale=0.02)
     from videollama3 import VideoLLaMA3ForCausalLM, VideoLLaMA3Processor
 
     model = VideoLLaMA3ForCausalLM.from_pretrained(folder)

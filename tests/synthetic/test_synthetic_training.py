@@ -6,29 +6,17 @@ import math
 
 import pytest
 
-from videollama3.synthetic.model import ModelSize, build_initial_model
+from videollama3.synthetic.model import build_initial_model
 from videollama3.synthetic.writer import WorldSpec, write_dataset
 from videollama3.training.recipe import load_recipe
 from videollama3.training.runner import run_recipe
 
-TINY = ModelSize(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    vision_hidden_size=32,
-    vision_intermediate_size=64,
-    vision_num_hidden_layers=1,
-    vision_num_attention_heads=2,
-)
-
 
 @pytest.mark.timeout(120)
-def test_reduced_recipe_loss_falls(tmp_path):
+def test_reduced_recipe_loss_falls(tmp_path, tiny_size):
     out = tmp_path / "run"
     write_dataset(out / "data", WorldSpec(seed=0, images=12, videos=4, texts=8), progress=False)
-    build_initial_model(out / "init", TINY, seed=0, corpus_scale=0.02)
+    build_initial_model(out / "init", tiny_size, seed=0, corpus_scale=0.02)
     overrides = [
         f"output_dir={out}",
         f"export_dir={tmp_path / 'exported'}",  # never the bundled model's folder

@@ -200,7 +200,8 @@ class StageTrainer:
                 items = [next(loader) for _ in range(n_items)]
                 stats = self.train_step(items)
                 elapsed = time.perf_counter() - started
-                stats["tokens_per_s"] = stats.pop("tokens") / elapsed
+                stats["step_s"] = elapsed
+                stats["tokens_per_s"] = stats["tokens"] / elapsed
                 if peak:
                     stats["mfu"] = stats["flops"] / (elapsed * peak * env.world_size)
                 stats.pop("flops")
