@@ -91,3 +91,12 @@ def test_synth_command(tmp_path, capsys):
     )
     assert (tmp_path / "b" / "benchmark.jsonl").is_file()
     assert cli_main(["synth", "--out", str(tmp_path / "d"), "--images", "-1"]) == 2
+
+
+def test_benchmark_cache_is_keyed_by_the_generator(tmp_path):
+    """A benchmark written by another version of the world is never reused."""
+    from videollama3.synthetic.benchmark import benchmark_dir, generator_fingerprint
+
+    folder = benchmark_dir(0, 3, 2, 1, root=tmp_path)
+    assert folder.parent == tmp_path and folder.name == f"seed0-i3-v2-t1-{generator_fingerprint()}"
+    assert len(generator_fingerprint()) == 12

@@ -12,6 +12,8 @@ Reported metrics (percent): ``accuracy`` (all questions), ``image`` (all image q
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -121,10 +123,20 @@ def register() -> None:
     register_benchmark("synthetic", SyntheticBenchmark, description=SyntheticBenchmark.__doc__.strip())
 
 
+@functools.cache
+def generator_fingerprint() -> str:
+    """Digest of the code that generates the world: a cached benchmark is reused only by the same generator
+    (a benchmark written by an older world would score a model on questions it was never trained to answer)."""
+    digest = hashlib.sha256()
+    for module in ("world.py", "tasks.py", "render.py", "writer.py"):
+        digest.update((Path(__file__).parent / module).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def benchmark_dir(seed: int, images: int, videos: int, texts: int, root: str | os.PathLike | None = None) -> Path:
-    """Cache folder of one benchmark configuration (written once, reused)."""
+    """Cache folder of one benchmark configuration and generator version (written once, reused)."""
     base = Path(root) if root is not None else Path(tempfile.gettempdir()) / "videollama3-synthetic-benchmark"
-    return base / f"seed{seed}-i{images}-v{videos}-t{texts}"
+    return base / f"seed{seed}-i{images}-v{videos}-t{texts}-{generator_fingerprint()}"
 
 
 def ensure_benchmark(
@@ -149,12 +161,13 @@ def evaluate(
     data_root: str | os.PathLike | None = None,
     show_progress: bool = False,
     use_token_compression: bool | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Accuracy of ``model_dir`` (default: the bundled model) on ``n`` held-out questions (half image, half
     video, from benchmark seed ``seed``), via the evaluation runner. Returns the benchmark's metrics.
 
     ``use_token_compression`` switches the Differential Frame Pruner on or off (default: the checkpoint's
-    setting)."""
+    setting). ``device``: where the model runs (``"cuda"`` on a GPU)."""
     from ..evaluation.runner import evaluate as run_evaluation
     from . import default_model_path
 
@@ -170,7 +183,7 @@ def evaluate(
             str(folder),
             output or tmp,
             settings,
-            lambda: _predictor(model_dir, settings, use_token_compression),
+            lambda: _predictor(model_dir, settings, use_token_compression, device),
             model_name=model_dir,
             overwrite=True,
             show_progress=show_progress,
@@ -179,10 +192,10 @@ def evaluate(
     return results["synthetic"]["metrics"]
 
 
-def _predictor(model_dir: str, settings: EvalSettings, use_token_compression: bool | None):
+def _predictor(model_dir: str, settings: EvalSettings, use_token_compression: bool | None, device: str = "cpu"):
     from ..evaluation.predictors import ModelPredictor
 
-    predictor = ModelPredictor(model_dir, settings, device="cpu")
+    predictor = ModelPredictor(model_dir, settings, device=device, dtype="float32")  # the documented numbers: fp32
     if use_token_compression is not None:
         predictor.processor.use_token_compression = use_token_compression
     return predictor
