@@ -12,7 +12,7 @@ one. Backends:
   lengths, e.g. a batch of images of many sizes).
 
 ``"auto"`` picks flash on CUDA when flash-attn is installed, else sdpa: on an H200 the grouped sdpa call
-was 1.5-3x faster than flex for the SigLIP encoder on 8-180 frame videos (docs/benchmarks.md).
+was 1.4-3.7x faster than flex for the SigLIP encoder on 8-180 frame videos (docs/benchmarks.md).
 """
 
 from __future__ import annotations
