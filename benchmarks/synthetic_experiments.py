@@ -27,7 +27,7 @@ def training_tokens(run_dir: Path) -> dict[str, dict[str, float]]:
     """Steps, non-padding tokens and seconds each stage of a run trained for, from its metrics.jsonl."""
     out: dict[str, dict[str, float]] = {}
     for log in sorted(run_dir.glob("*/logs/metrics.jsonl")):
-        steps = tokens = seconds = 0.0
+        steps, tokens, seconds = 0, 0.0, 0.0
         for line in log.read_text().splitlines():
             row = json.loads(line)
             steps += 1
@@ -36,7 +36,7 @@ def training_tokens(run_dir: Path) -> dict[str, dict[str, float]]:
                 seconds += row.get("step_s", 0.0)
             elif "pack_fill" in row:  # logs written before "tokens" was recorded (packed batches)
                 tokens += row["pack_fill"] * row.get("micro_batches", 1) * row.get("micro_batch_tokens", 2048)
-        out[log.parent.parent.name] = {"steps": int(steps), "tokens": int(tokens), "seconds": round(seconds, 1)}
+        out[log.parent.parent.name] = {"steps": steps, "tokens": int(tokens), "seconds": round(seconds, 1)}
     return out
 
 

@@ -11,6 +11,7 @@ import copy
 import pytest
 import torch
 
+from attention_reference import dense_segment_attention
 from parity_fixtures import CASE_NAMES, left_pad_batch, load_case
 from videollama3.vision_attention import resolve_backend, segment_attention
 
@@ -31,15 +32,6 @@ def cuda_model(fixture_model):
     return copy.deepcopy(fixture_model).to(CUDA).eval()
 
 
-def _dense_reference(q, k, v, seq_lens, scale):
-    outs, start = [], 0
-    for n in seq_lens:
-        qs, ks, vs = (x[start : start + n].float().transpose(0, 1) for x in (q, k, v))  # (H, n, D)
-        outs.append((torch.softmax(qs @ ks.transpose(-1, -2) * scale, dim=-1) @ vs).transpose(0, 1))
-        start += n
-    return torch.cat(outs)
-
-
 def test_auto_backend_on_cuda_is_flash_or_grouped_sdpa():
     assert resolve_backend("auto", CUDA) in ("flash", "sdpa")
 
@@ -52,7 +44,7 @@ def test_segment_attention_backends_on_cuda(backend, dtype):
     q, k, v = (torch.randn(sum(seq_lens), 16, 72, device=CUDA, dtype=dtype) for _ in range(3))
     got = segment_attention(q, k, v, seq_lens, scale=72**-0.5, backend=backend)
     tol = 2e-5 if dtype == torch.float32 else 2e-2
-    torch.testing.assert_close(got.float(), _dense_reference(q, k, v, seq_lens, 72**-0.5), atol=tol, rtol=tol)
+    torch.testing.assert_close(got.float(), dense_segment_attention(q, k, v, seq_lens, 72**-0.5), atol=tol, rtol=tol)
 
 
 def test_long_video_attention_needs_no_dense_mask_on_cuda():

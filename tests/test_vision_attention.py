@@ -5,18 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from attention_reference import dense_segment_attention
 from videollama3.errors import ConfigError
 from videollama3.vision_attention import _equal_length_runs, resolve_backend, segment_attention
-
-
-def _reference(q, k, v, seq_lens, scale):
-    outs, start = [], 0
-    for n in seq_lens:
-        qs, ks, vs = (x[start : start + n].transpose(0, 1) for x in (q, k, v))  # (H, n, D)
-        weights = torch.softmax(qs @ ks.transpose(-1, -2) * scale, dim=-1)
-        outs.append((weights @ vs).transpose(0, 1))
-        start += n
-    return torch.cat(outs)
 
 
 @pytest.mark.parametrize("seq_lens", [[7], [5, 5, 5, 3, 9, 9], [1, 2, 3]])
@@ -25,7 +16,7 @@ def test_grouped_sdpa_matches_reference(seq_lens):
     n = sum(seq_lens)
     q, k, v = (torch.randn(n, 4, 16) for _ in range(3))
     got = segment_attention(q, k, v, seq_lens, scale=0.25, backend="sdpa")
-    torch.testing.assert_close(got, _reference(q, k, v, seq_lens, 0.25), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got, dense_segment_attention(q, k, v, seq_lens, 0.25), atol=1e-5, rtol=1e-5)
 
 
 def test_equal_length_runs_group_frames_of_a_video():
@@ -44,7 +35,7 @@ def test_flex_document_mask_matches_reference():
     seq_lens = [5, 5, 7, 16]
     q, k, v = (torch.randn(sum(seq_lens), 4, 16) for _ in range(3))
     got = segment_attention(q, k, v, seq_lens, scale=0.25, backend="flex")
-    torch.testing.assert_close(got, _reference(q, k, v, seq_lens, 0.25), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got, dense_segment_attention(q, k, v, seq_lens, 0.25), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -146,13 +146,13 @@ def document_block_mask(seq_lens: list[int], device, block_size: int = 128):
     document = torch.repeat_interleave(torch.arange(len(seq_lens), device=device), lengths)  # (N,)
 
     blocks = -(-n // block_size)
-    first = torch.arange(blocks, device=device) * block_size  # (B,) first token of each block
+    index = torch.arange(blocks, device=device)  # (B,)
+    first = index * block_size  # (B,) first token of each block
     last = torch.clamp(first + block_size, max=n) - 1  # (B,) last token of each block
     first_doc, last_doc = document[first], document[last]
     # Key blocks a query block can see: those overlapping [start of its first segment, end of its last).
     lo = starts[first_doc] // block_size
     hi = (ends[last_doc] - 1) // block_size
-    index = torch.arange(blocks, device=device)
     visible = (index[None, :] >= lo[:, None]) & (index[None, :] <= hi[:, None])  # (B, B)
     one_doc = (first_doc == last_doc) & (last - first + 1 == block_size)  # whole block inside one segment
     full = visible & one_doc[:, None] & one_doc[None, :] & (first_doc[:, None] == first_doc[None, :])
