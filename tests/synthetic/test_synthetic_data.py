@@ -100,3 +100,42 @@ def test_benchmark_cache_is_keyed_by_the_generator(tmp_path):
     folder = benchmark_dir(0, 3, 2, 1, root=tmp_path)
     assert folder.parent == tmp_path and folder.name == f"seed0-i3-v2-t1-{generator_fingerprint()}"
     assert len(generator_fingerprint()) == 12
+
+
+def test_stale_world_data_is_not_reused(dataset, tmp_path):
+    """Data rendered by another generator version or for another spec stops the recipe with the reason;
+    nothing is deleted (it once was silently trained on)."""
+    import shutil
+
+    from videollama3.errors import ConfigError
+    from videollama3.training.distributed import DistEnv
+    from videollama3.training.recipe import load_recipe
+    from videollama3.training.runner import prepare_world
+
+    spec = WorldSpec(seed=3, images=6, videos=3, texts=4, system_ratio=0.5)
+    assert writer.dataset_mismatch(dataset, spec) is None
+    assert "another world spec (images 6 vs 7)" in writer.dataset_mismatch(
+        dataset, WorldSpec(**{**vars(spec), "images": 7})
+    )
+
+    data = tmp_path / "run" / "data"
+    shutil.copytree(dataset, data)
+    meta = json.loads((data / "meta.json").read_text())
+    (data / "meta.json").write_text(json.dumps({**meta, "generator": "0123456789ab"}))
+    recipe = load_recipe("synthetic", [f"output_dir={tmp_path / 'run'}"])
+    with pytest.raises(ConfigError, match=r"world.data_dir .*another version of the world generator \(0123456789ab"):
+        prepare_world(recipe, DistEnv())
+    assert (data / "meta.json").is_file() and (data / "image_qa.jsonl").is_file()
+
+
+def test_media_of_another_generator_is_rendered_again(tmp_path):
+    spec = WorldSpec(seed=1, images=2, videos=0, texts=0)
+    write_dataset(tmp_path, spec, progress=False)
+    image = tmp_path / "images" / "000000.png"
+    image.write_bytes(b"stale")
+    write_dataset(tmp_path, spec, progress=False)  # same generator: existing media are kept
+    assert image.read_bytes() == b"stale"
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    (tmp_path / "meta.json").write_text(json.dumps({**meta, "generator": "0123456789ab"}))
+    write_dataset(tmp_path, spec, progress=False)
+    assert image.read_bytes() != b"stale" and writer.dataset_mismatch(tmp_path, spec) is None

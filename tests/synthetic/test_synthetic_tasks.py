@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -88,6 +90,22 @@ def test_captions_describe_everything():
         for e in video.events:
             assert f"At {tasks.fmt_time(e.time)}" in caption
         assert " a orange" not in caption and " a orange" not in tasks.image_caption(scene)
+
+
+def test_language_is_grammatical():
+    """Empty first frames and vowel-initial colours once produced "there are ." and "a orange"."""
+    empty_start = 0
+    for i in range(60):
+        video = world.sample_video_scene(0, i)
+        caption = tasks.video_caption(video)
+        empty_start += not any(t.visible_at_start for t in video.tracks)
+        assert " ." not in caption and "there are ." not in caption, caption
+        scene = world.sample_image_scene(0, i)
+        questions = tasks.image_questions(scene, tasks.qa_rng(0, i, 0))
+        questions += tasks.video_questions(video, tasks.qa_rng(0, i, 1))
+        for qa in questions:
+            assert not re.search(r"\ba [aeiou]", qa.prompt), qa.prompt
+    assert empty_start > 0  # the case is exercised
 
 
 def test_text_questions_are_right():

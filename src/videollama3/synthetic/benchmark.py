@@ -12,8 +12,6 @@ Reported metrics (percent): ``accuracy`` (all questions), ``image`` (all image q
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -32,7 +30,7 @@ from ..evaluation.base import (
     video_item,
 )
 from . import tasks
-from .writer import BENCHMARK_FILE, read_benchmark, write_benchmark
+from .writer import BENCHMARK_FILE, generator_fingerprint, read_benchmark, write_benchmark
 
 # Video tasks whose answer depends on time (all but counting the objects).
 TEMPORAL_TASKS = ("direction", "when", "order", "times", "colour_change")
@@ -121,16 +119,6 @@ def register() -> None:
     from ..evaluation.registry import register_benchmark
 
     register_benchmark("synthetic", SyntheticBenchmark, description=SyntheticBenchmark.__doc__.strip())
-
-
-@functools.cache
-def generator_fingerprint() -> str:
-    """Digest of the code that generates the world: a cached benchmark is reused only by the same generator
-    (a benchmark written by an older world would score a model on questions it was never trained to answer)."""
-    digest = hashlib.sha256()
-    for module in ("world.py", "tasks.py", "render.py", "writer.py"):
-        digest.update((Path(__file__).parent / module).read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def benchmark_dir(seed: int, images: int, videos: int, texts: int, root: str | os.PathLike | None = None) -> Path:

@@ -136,7 +136,12 @@ def video_caption(scene: VideoScene) -> str:
     """What is there at the start, then every event in time order with its time."""
     start = [t for t in scene.tracks if t.visible_at_start]
     things = _join([f"{_a(t.colour + ' ' + t.shape)} {_location(POSITIONS[t.cell])}" for t in start])
-    sentences = [f"At the start there is {things}." if len(start) == 1 else f"At the start there are {things}."]
+    if not start:
+        sentences = ["At the start the scene is empty."]
+    elif len(start) == 1:
+        sentences = [f"At the start there is {things}."]
+    else:
+        sentences = [f"At the start there are {things}."]
     for e in scene.events:
         phrase = event_phrase(scene, e)
         if e.kind == "appear":
@@ -183,12 +188,12 @@ def _object_questions(scene: ImageScene, rng: np.random.Generator) -> list[QA]:
     q = _template(rng, "Is the object small or large?", f"What size is the {o.shape}?")
     out.append(QA(q, o.size, "size"))
     if rng.random() < 0.5:
-        out.append(QA(f"Is there a {o.colour} {o.shape}?", "yes", "exists"))
+        out.append(QA(f"Is there {_a(o.colour + ' ' + o.shape)}?", "yes", "exists"))
     else:
         colour, shape = o.colour, o.shape
         while (colour, shape) == (o.colour, o.shape):
             colour, shape = _pick(rng, list(COLOURS)), _pick(rng, SHAPES)
-        out.append(QA(f"Is there a {colour} {shape}?", "no", "exists"))
+        out.append(QA(f"Is there {_a(colour + ' ' + shape)}?", "no", "exists"))
     return out
 
 

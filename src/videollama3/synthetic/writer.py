@@ -9,7 +9,7 @@ Layout of a dataset folder (all media paths in the annotations are relative to i
     image_qa.jsonl                   multi-turn question answering on each image
     video_qa.jsonl                   multi-turn temporal question answering on each video
     text.jsonl                       text-only instructions (no media key)
-    meta.json                        seed, counts, file list
+    meta.json                        spec (seed, counts), generator version, file list
 
 The first human turn starts with ``<image>\\n`` / ``<video>\\n``. A fraction of the records (``system_ratio``)
 starts with a system turn holding VideoLLaMA3's default system prompt, so that the model answers the same
@@ -21,6 +21,8 @@ options, in ``benchmark.jsonl``.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -36,6 +38,16 @@ VIDEO_CAPTION_PROMPTS = ("Describe the video.", "What happens in the video?", "D
 ANNOTATION_FILES = ("image_captions.jsonl", "video_captions.jsonl", "image_qa.jsonl", "video_qa.jsonl", "text.jsonl")
 BENCHMARK_FILE = "benchmark.jsonl"
 FORMAT_VERSION = 1
+
+
+@functools.cache
+def generator_fingerprint() -> str:
+    """Digest of the code that generates the world. Data (or a benchmark) written by another version is
+    never reused: it would train or score a model on questions the current world does not ask."""
+    digest = hashlib.sha256()
+    for module in ("world.py", "tasks.py", "render.py", "writer.py"):
+        digest.update((Path(__file__).parent / module).read_bytes())
+    return digest.hexdigest()[:12]
 
 
 @dataclass
@@ -57,6 +69,23 @@ class WorldSpec:
     @property
     def num_texts(self) -> int:
         return self.images // 2 if self.texts is None else self.texts
+
+
+def dataset_mismatch(folder: str | os.PathLike, spec: WorldSpec) -> str | None:
+    """Why the dataset already in ``folder`` is not what ``spec`` and the current generator would write
+    (``None``: it is, or there is none)."""
+    meta_path = Path(folder) / "meta.json"
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    written = meta.get("generator")
+    if written != generator_fingerprint():
+        return f"it was rendered by another version of the world generator ({written or 'unrecorded'}, now {generator_fingerprint()})"
+    wanted = {k: getattr(spec, k) for k in spec.__dataclass_fields__}
+    differing = [f"{k} {meta['spec'].get(k)!r} vs {v!r}" for k, v in wanted.items() if meta["spec"].get(k) != v]
+    if differing:
+        return "it was rendered for another world spec (" + ", ".join(differing) + ")"
+    return None
 
 
 def _system_turn(rng: np.random.Generator, ratio: float) -> list[dict]:
@@ -148,18 +177,22 @@ def write_dataset(
 ) -> dict[str, Path]:
     """Render every item of ``spec`` under ``out`` and write the annotation files; returns {name: path}.
 
-    Media files that already exist are kept (so a larger dataset with the same seed extends a smaller
-    one); annotation files are rewritten.
+    Media files that already exist are kept when the folder was written by the same generator (so a larger
+    dataset with the same seed extends a smaller one); otherwise every item is rendered again. Annotation
+    files are rewritten.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    meta_path = out / "meta.json"
+    reuse_media = meta_path.is_file() and json.loads(meta_path.read_text()).get("generator") == generator_fingerprint()
+    meta_path.unlink(missing_ok=True)  # written last: a folder without it is incomplete
     files = {name: out / name for name in ANNOTATION_FILES}
     handles = {name: open(path, "w") for name, path in files.items()}  # noqa: SIM115 - closed below
     bar = _progress(spec.images + spec.videos + spec.num_texts, "synthetic world", progress)
     try:
         for i in range(spec.images):
             rel = f"images/{i:06d}.png"
-            if not (out / rel).is_file():
+            if not (reuse_media and (out / rel).is_file()):
                 render_image_file(spec, i, out / rel)
             caption, qa = image_records(spec, i, rel)
             handles["image_captions.jsonl"].write(json.dumps(caption) + "\n")
@@ -167,7 +200,7 @@ def write_dataset(
             bar.update(1)
         for i in range(spec.videos):
             rel = f"videos/{i:06d}.mp4"
-            if not (out / rel).is_file():
+            if not (reuse_media and (out / rel).is_file()):
                 render_video_file(spec, i, out / rel)
             caption, qa = video_records(spec, i, rel)
             handles["video_captions.jsonl"].write(json.dumps(caption) + "\n")
@@ -182,6 +215,7 @@ def write_dataset(
             h.close()
     meta = {
         "format_version": FORMAT_VERSION,
+        "generator": generator_fingerprint(),
         "spec": {k: getattr(spec, k) for k in spec.__dataclass_fields__},
         "files": {name: str(path.relative_to(out)) for name, path in files.items()},
     }

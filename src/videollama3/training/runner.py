@@ -35,19 +35,26 @@ def prepare_synthetic(recipe: Recipe, env: DistEnv) -> None:
 
 def prepare_world(recipe: Recipe, env: DistEnv) -> None:
     """Render the synthetic world's data and write the random small model of a recipe with ``world``, once."""
+    from ..synthetic.writer import WorldSpec, dataset_mismatch, write_dataset
+
     world = recipe.world
     data, init = Path(world.data_dir), Path(world.init_dir)
-    if env.is_main and not (data / "meta.json").is_file():
-        from ..synthetic.writer import WorldSpec, write_dataset
-
-        spec = WorldSpec(
-            seed=world.seed,
-            images=world.images,
-            videos=world.videos,
-            texts=world.texts,
-            questions_per_image=world.questions,
-            questions_per_video=world.questions,
+    spec = WorldSpec(
+        seed=world.seed,
+        images=world.images,
+        videos=world.videos,
+        texts=world.texts,
+        questions_per_image=world.questions,
+        questions_per_video=world.questions,
+    )
+    stale = dataset_mismatch(data, spec)
+    if stale:
+        # Its tokenizer, initial model and stages were built from that data too: none of it is reused or deleted.
+        raise ConfigError(
+            f"world.data_dir {data}: {stale}, so it and the model trained on it do not match this recipe. "
+            f"Move or delete {recipe.output_dir} (or set output_dir elsewhere) and run the recipe again."
         )
+    if env.is_main and not (data / "meta.json").is_file():
         print(f"rendering the synthetic world's training data to {data}", flush=True)
         write_dataset(data, spec)
     if env.is_main and not (init / "config.json").is_file():

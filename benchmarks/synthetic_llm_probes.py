@@ -1,0 +1,232 @@
+"""Language-side probes: can the small model's LLM, trained from scratch, learn in-context retrieval in budget?
+
+The bundled model answers multiple-choice questions at chance (docs/experiments.md). These probes take the
+vision out: the same LLM (the ``synthetic`` recipe's Qwen2 widths and tokenizer, random initialisation,
+AdamW at the recipe's rate, bf16 autocast, batches of 16) is trained on text alone, where every answer is
+written in the context, and its held-out accuracy is measured as training goes on:
+
+``reading``
+    Scene captions followed by the world's questions about them (``There is a large red circle at the
+    top left.`` then ``What shape is the object?`` / multiple choice). The answer is in the text; the
+    model only has to find it (and, for multiple choice, find the option that says it).
+``options``
+    The matching step alone: ``Which option says green?`` with four options, eight per sequence.
+``induction-content``
+    Random tokens in which one segment of random length repeats at a random place: predicting the
+    repeat needs content-based lookup (an induction head: find the earlier occurrence of the current
+    token, copy what followed it), the circuit that in-context retrieval is built from.
+``induction-position``
+    The same with the whole sequence repeated at a fixed period: a fixed-offset attention head suffices.
+
+An answer counts as right when all its tokens are the argmax under teacher forcing.
+
+    python benchmarks/synthetic_llm_probes.py --init runs/synthetic/init --json runs/llm_probes.json
+
+``--init`` supplies the tokenizer (a folder written by ``videollama3 train synthetic``'s ``world`` step).
+Results and their reading are in docs/experiments.md ("Why multiple choice fails: the LLM").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+BATCH = 16
+DEFAULT_STEPS = {"reading": 600, "options": 400, "induction-content": 1500, "induction-position": 300}
+
+
+def build_llm(vocab_size: int, seed: int):
+    """A random Qwen2 LLM with the bundled model's widths (the LLM half of ``synthetic.model.ModelSize``)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from videollama3.synthetic.model import ModelSize
+
+    size = ModelSize()
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=size.hidden_size,
+        intermediate_size=size.intermediate_size,
+        num_hidden_layers=size.num_hidden_layers,
+        num_attention_heads=size.num_attention_heads,
+        num_key_value_heads=size.num_key_value_heads,
+        max_position_embeddings=size.max_position_embeddings,
+        rope_theta=10000.0,
+        tie_word_embeddings=True,
+    )
+    return Qwen2ForCausalLM(config)
+
+
+# ---------------------------------------------------------------------------------------------- samples
+class ChatText:
+    """Token ids of user/assistant turns in the chat template's layout, answer tokens labelled."""
+
+    def __init__(self, tokenizer):
+        self.tok = tokenizer
+
+    def encode(self, context: str, qas: list[tuple[str, str, str]]):
+        """``qas``: (prompt, answer, key). Returns ids, labels and (answer start, answer length, key)."""
+        ids = self.tok("<|im_start|>user\n" + context)["input_ids"] if context else []
+        labels, marks = [-100] * len(ids), []
+        for prompt, answer, key in qas:
+            opening = "\n<|im_start|>user\n" if marks else ("\n" if context else "<|im_start|>user\n")
+            p = self.tok(opening + prompt + "<|im_end|>\n<|im_start|>assistant\n")["input_ids"]
+            a = self.tok(answer + "<|im_end|>")["input_ids"]
+            ids += p
+            labels += [-100] * len(p)
+            marks.append((len(ids), len(a) - 1, key))  # the answer without its <|im_end|>
+            ids += a
+            labels += a
+        return ids, labels, marks
+
+
+def reading_sample(chat: ChatText, seed: int, index: int):
+    from videollama3.synthetic import tasks, world
+
+    video = index % 2 == 1
+    if video:
+        scene = world.sample_video_scene(seed, index // 2)
+        caption = tasks.video_caption(scene)
+        questions = tasks.video_questions(scene, tasks.qa_rng(seed, index // 2, 1))
+    else:
+        scene = world.sample_image_scene(seed, index // 2)
+        caption = tasks.image_caption(scene)
+        questions = tasks.image_questions(scene, tasks.qa_rng(seed, index // 2, 0))
+    chosen = tasks.select_questions(questions, np.random.default_rng([seed, index]), 8)
+    modality = "video" if video else "image"
+    return chat.encode(caption, [(q.prompt, q.answer, f"{modality}/{q.kind}") for q in chosen])
+
+
+def options_sample(chat: ChatText, seed: int, index: int):
+    from videollama3.synthetic import tasks, world
+
+    rng = np.random.default_rng([seed, index])
+    pools = [list(world.COLOURS), list(world.SHAPES), list(world.POSITIONS.values()), list(world.WORDS)]
+    qas = []
+    for _ in range(8):
+        pool = pools[int(rng.integers(len(pools)))]
+        options = [str(o) for o in rng.choice(pool, 4, replace=False)]
+        answer = int(rng.integers(4))
+        qa = tasks.QA(f"Which option says {options[answer]}?", tasks.LETTERS[answer], "options", options)
+        qas.append((qa.prompt, qa.answer, "mc"))
+    return chat.encode("", qas)
+
+
+def induction_sample(rng: np.random.Generator, vocab: int, fixed_period: bool, length: int = 96):
+    """Random tokens with a repeated segment; labels on the repeat (after its first token)."""
+    ids = rng.integers(10, vocab, size=length)
+    labels = np.full(length, -100)
+    if fixed_period:
+        half = length // 2
+        ids[half:] = ids[:half]
+        labels[half + 1 :] = ids[half + 1 :]
+    else:
+        n = int(rng.integers(8, length // 2))
+        start = int(rng.integers(0, length - 2 * n + 1))
+        ids[start + n : start + 2 * n] = ids[start : start + n]
+        labels[start + n + 1 : start + 2 * n] = ids[start + n + 1 : start + 2 * n]
+    return ids.tolist(), labels.tolist(), [(i, 1, "copy") for i in range(length) if labels[i] != -100]
+
+
+def pad(samples, pad_id: int):
+    length = max(len(s[0]) for s in samples)
+    ids = torch.full((len(samples), length), pad_id)
+    labels = torch.full((len(samples), length), -100)
+    mask = torch.zeros((len(samples), length), dtype=torch.long)
+    for row, (i, lab, _) in enumerate(samples):
+        ids[row, : len(i)] = torch.tensor(i)
+        labels[row, : len(lab)] = torch.tensor(lab)
+        mask[row, : len(i)] = 1
+    return ids, labels, mask
+
+
+@torch.no_grad()
+def accuracy(model, samples, pad_id: int) -> dict[str, float]:
+    model.eval()
+    right: dict[str, list[bool]] = {}
+    for k in range(0, len(samples), BATCH):
+        chunk = samples[k : k + BATCH]
+        ids, _, mask = pad(chunk, pad_id)
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        for row, (_, _, marks) in enumerate(chunk):
+            for start, n, key in marks:
+                ok = bool((logits[row, start - 1 : start - 1 + n].argmax(-1) == ids[row, start : start + n]).all())
+                right.setdefault(key, []).append(ok)
+    model.train()
+    return {key: round(100.0 * sum(v) / len(v), 1) for key, v in sorted(right.items())}
+
+
+def run_probe(name: str, steps: int, tokenizer, lr: float, seed: int, evals: int = 3) -> dict:
+    vocab = len(tokenizer)
+    pad_id = tokenizer.pad_token_id
+    chat = ChatText(tokenizer)
+    rng = np.random.default_rng(seed)
+    if name == "reading":
+        make = lambda s, i: reading_sample(chat, s, i)  # noqa: E731
+    elif name == "options":
+        make = lambda s, i: options_sample(chat, s, i)  # noqa: E731
+    else:
+        fixed = name == "induction-position"
+        make = lambda s, i: induction_sample(rng, vocab, fixed)  # noqa: E731
+    held_out = [make(seed + 1, i) for i in range(200 if name in ("reading", "options") else 64)]
+    model = build_llm(-(-vocab // 64) * 64, seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    warmup = max(1, int(0.03 * steps))
+    curve, losses, started = [], [], time.time()
+    for step in range(steps):
+        factor = min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr * factor
+        ids, labels, mask = pad([make(seed, step * BATCH + j) for j in range(BATCH)], pad_id)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if (step + 1) % max(1, steps // evals) == 0 or step + 1 == steps:
+            point = {"step": step + 1, "loss": round(sum(losses[-50:]) / len(losses[-50:]), 3)}
+            point.update(accuracy(model, held_out, pad_id))
+            curve.append(point)
+            print(name, json.dumps(point), f"{time.time() - started:.0f}s", flush=True)
+    return {"steps": steps, "seconds": round(time.time() - started, 1), "curve": curve}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--init", required=True, help="a synthetic model folder (for its tokenizer)")
+    parser.add_argument("--probes", nargs="+", default=list(DEFAULT_STEPS), choices=list(DEFAULT_STEPS))
+    parser.add_argument("--steps", type=int, help="steps of every probe (default: per probe)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (the recipe's LLM rate)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(args.init)
+    results = {
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "lr": args.lr,
+        "batch": BATCH,
+        "probes": {},
+    }
+    for name in args.probes:
+        results["probes"][name] = run_probe(name, args.steps or DEFAULT_STEPS[name], tokenizer, args.lr, args.seed)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results["probes"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
