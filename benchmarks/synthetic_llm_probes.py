@@ -179,6 +179,7 @@ def run_probe(name: str, steps: int, tokenizer, lr: float, seed: int, evals: int
     model = build_llm(-(-vocab // 64) * 64, seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     warmup = max(1, int(0.03 * steps))
+    checkpoints = {round(steps * (k + 1) / evals) for k in range(evals)}
     curve, losses, started = [], [], time.time()
     for step in range(steps):
         factor = min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
@@ -192,7 +193,7 @@ def run_probe(name: str, steps: int, tokenizer, lr: float, seed: int, evals: int
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
-        if (step + 1) % max(1, steps // evals) == 0 or step + 1 == steps:
+        if step + 1 in checkpoints:
             point = {"step": step + 1, "loss": round(sum(losses[-50:]) / len(losses[-50:]), 3)}
             point.update(accuracy(model, held_out, pad_id))
             curve.append(point)

@@ -7,7 +7,6 @@ import math
 import pytest
 
 from videollama3.synthetic.model import build_initial_model
-from videollama3.synthetic.writer import WorldSpec, write_dataset
 from videollama3.training.recipe import load_recipe
 from videollama3.training.runner import run_recipe
 
@@ -15,10 +14,14 @@ from videollama3.training.runner import run_recipe
 @pytest.mark.timeout(120)
 def test_reduced_recipe_loss_falls(tmp_path, tiny_size):
     out = tmp_path / "run"
-    write_dataset(out / "data", WorldSpec(seed=0, images=12, videos=4, texts=8), progress=False)
     build_initial_model(out / "init", tiny_size, seed=0, corpus_scale=0.02)
     overrides = [
         f"output_dir={out}",
+        # The recipe renders this reduced world itself (its data check compares the spec).
+        "world.images=12",
+        "world.videos=4",
+        "world.texts=8",
+        "world.questions=4",
         f"export_dir={tmp_path / 'exported'}",  # never the bundled model's folder
         "train.global_batch_size=4",
         "train.micro_batch_tokens=1024",
