@@ -330,8 +330,10 @@ def test_503_after_a_failed_load(media_root):
 
 
 def test_request_timeout_gets_504_and_frees_the_batch(loaded_model, media_root):
+    # Greedy decoding of the fixture model stops by itself after ~1100 tokens: the timeout must be well below
+    # the time those take on a fast machine (1.0 s was not, on an idle 2-core CPU).
     server = RunningServer(
-        make_config(media_root, request_timeout=1.0, max_new_tokens=4000), loader=lambda c: loaded_model
+        make_config(media_root, request_timeout=0.2, max_new_tokens=4000), loader=lambda c: loaded_model
     )
     try:
         body = chat_body(video_message("video_moving.mp4"), max_tokens=4000)
