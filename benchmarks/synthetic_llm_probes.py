@@ -22,7 +22,7 @@ An answer counts as right when all its tokens are the argmax under teacher forci
 
     python benchmarks/synthetic_llm_probes.py --init runs/synthetic/init --json runs/llm_probes.json
 
-``--init`` supplies the tokenizer (a folder written by ``videollama3 train synthetic``'s ``world`` step).
+``--init`` supplies the tokenizer and the LLM's config (a folder written by ``videollama3 train synthetic``'s ``world`` step).
 Results and their reading are in docs/experiments.md ("Why multiple choice fails: the LLM").
 """
 
@@ -42,26 +42,15 @@ BATCH = 16
 DEFAULT_STEPS = {"reading": 600, "options": 400, "induction-content": 1500, "induction-position": 300}
 
 
-def build_llm(vocab_size: int, seed: int):
-    """A random Qwen2 LLM with the bundled model's widths (the LLM half of ``synthetic.model.ModelSize``)."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+def build_llm(init_dir: str, seed: int):
+    """A random Qwen2 LLM with the LLM half of the small model's config in ``init_dir`` (same widths,
+    vocabulary and initialisation range as the recipe's)."""
+    from transformers import Qwen2ForCausalLM
 
-    from videollama3.synthetic.model import ModelSize
+    from videollama3 import VideoLLaMA3Config
 
-    size = ModelSize()
     torch.manual_seed(seed)
-    config = Qwen2Config(
-        vocab_size=vocab_size,
-        hidden_size=size.hidden_size,
-        intermediate_size=size.intermediate_size,
-        num_hidden_layers=size.num_hidden_layers,
-        num_attention_heads=size.num_attention_heads,
-        num_key_value_heads=size.num_key_value_heads,
-        max_position_embeddings=size.max_position_embeddings,
-        rope_theta=10000.0,
-        tie_word_embeddings=True,
-    )
-    return Qwen2ForCausalLM(config)
+    return Qwen2ForCausalLM(VideoLLaMA3Config.from_pretrained(init_dir))
 
 
 # ---------------------------------------------------------------------------------------------- samples
@@ -163,7 +152,7 @@ def accuracy(model, samples, pad_id: int) -> dict[str, float]:
     return {key: round(100.0 * sum(v) / len(v), 1) for key, v in sorted(right.items())}
 
 
-def run_probe(name: str, steps: int, tokenizer, lr: float, seed: int, evals: int = 3) -> dict:
+def run_probe(name: str, steps: int, init_dir: str, tokenizer, lr: float, seed: int, evals: int = 3) -> dict:
     vocab = len(tokenizer)
     pad_id = tokenizer.pad_token_id
     chat = ChatText(tokenizer)
@@ -176,7 +165,7 @@ def run_probe(name: str, steps: int, tokenizer, lr: float, seed: int, evals: int
         fixed = name == "induction-position"
         make = lambda s, i: induction_sample(rng, vocab, fixed)  # noqa: E731
     held_out = [make(seed + 1, i) for i in range(200 if name in ("reading", "options") else 64)]
-    model = build_llm(-(-vocab // 64) * 64, seed)
+    model = build_llm(init_dir, seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     warmup = max(1, int(0.03 * steps))
     checkpoints = {round(steps * (k + 1) / evals) for k in range(evals)}
@@ -203,7 +192,7 @@ def run_probe(name: str, steps: int, tokenizer, lr: float, seed: int, evals: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--init", required=True, help="a synthetic model folder (for its tokenizer)")
+    parser.add_argument("--init", required=True, help="a synthetic model folder (its tokenizer and LLM config)")
     parser.add_argument("--probes", nargs="+", default=list(DEFAULT_STEPS), choices=list(DEFAULT_STEPS))
     parser.add_argument("--steps", type=int, help="steps of every probe (default: per probe)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (the recipe's LLM rate)")
@@ -223,7 +212,9 @@ def main() -> None:
         "probes": {},
     }
     for name in args.probes:
-        results["probes"][name] = run_probe(name, args.steps or DEFAULT_STEPS[name], tokenizer, args.lr, args.seed)
+        results["probes"][name] = run_probe(
+            name, args.steps or DEFAULT_STEPS[name], args.init, tokenizer, args.lr, args.seed
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results["probes"], indent=1))

@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,18 +71,25 @@ class WorldSpec:
         return self.images // 2 if self.texts is None else self.texts
 
 
+def _written_meta(folder: Path) -> dict | None:
+    """The ``meta.json`` of a dataset folder (``None``: none, so no complete dataset is there)."""
+    path = folder / "meta.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def dataset_mismatch(folder: str | os.PathLike, spec: WorldSpec) -> str | None:
     """Why the dataset already in ``folder`` is not what ``spec`` and the current generator would write
     (``None``: it is, or there is none)."""
-    meta_path = Path(folder) / "meta.json"
-    if not meta_path.is_file():
+    meta = _written_meta(Path(folder))
+    if meta is None:
         return None
-    meta = json.loads(meta_path.read_text())
     written = meta.get("generator")
     if written != generator_fingerprint():
-        return f"it was rendered by another version of the world generator ({written or 'unrecorded'}, now {generator_fingerprint()})"
-    wanted = {k: getattr(spec, k) for k in spec.__dataclass_fields__}
-    differing = [f"{k} {meta['spec'].get(k)!r} vs {v!r}" for k, v in wanted.items() if meta["spec"].get(k) != v]
+        return (
+            "it was rendered by another version of the world generator "
+            f"({written or 'unrecorded'}, now {generator_fingerprint()})"
+        )
+    differing = [f"{k} {meta['spec'].get(k)!r} vs {v!r}" for k, v in asdict(spec).items() if meta["spec"].get(k) != v]
     if differing:
         return "it was rendered for another world spec (" + ", ".join(differing) + ")"
     return None
@@ -183,9 +190,9 @@ def write_dataset(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    meta_path = out / "meta.json"
-    reuse_media = meta_path.is_file() and json.loads(meta_path.read_text()).get("generator") == generator_fingerprint()
-    meta_path.unlink(missing_ok=True)  # written last: a folder without it is incomplete
+    written = _written_meta(out)
+    reuse_media = written is not None and written.get("generator") == generator_fingerprint()
+    (out / "meta.json").unlink(missing_ok=True)  # written last: a folder without it is incomplete
     files = {name: out / name for name in ANNOTATION_FILES}
     handles = {name: open(path, "w") for name, path in files.items()}  # noqa: SIM115 - closed below
     bar = _progress(spec.images + spec.videos + spec.num_texts, "synthetic world", progress)
@@ -216,7 +223,7 @@ def write_dataset(
     meta = {
         "format_version": FORMAT_VERSION,
         "generator": generator_fingerprint(),
-        "spec": {k: getattr(spec, k) for k in spec.__dataclass_fields__},
+        "spec": asdict(spec),
         "files": {name: str(path.relative_to(out)) for name, path in files.items()},
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
