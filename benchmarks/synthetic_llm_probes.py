@@ -2,7 +2,7 @@
 
 The bundled model answers multiple-choice questions at chance (docs/experiments.md). These probes take the
 vision out: the same LLM (the ``synthetic`` recipe's Qwen2 widths and tokenizer, random initialisation,
-AdamW at the recipe's rate, bf16 autocast, batches of 16) is trained on text alone, where every answer is
+AdamW at the recipe's rate, bf16 autocast, batches of 16 unless ``--batch``) is trained on text alone, where every answer is
 written in the context, and its held-out accuracy is measured as training goes on:
 
 ``reading``
@@ -11,6 +11,8 @@ written in the context, and its held-out accuracy is measured as training goes o
     model only has to find it (and, for multiple choice, find the option that says it).
 ``options``
     The matching step alone: ``Which option says green?`` with four options, eight per sequence.
+``option``
+    The same, one question per (short) sequence.
 ``induction-content``
     Random tokens in which one segment of random length repeats at a random place: predicting the
     repeat needs content-based lookup (an induction head: find the earlier occurrence of the current
@@ -21,6 +23,9 @@ written in the context, and its held-out accuracy is measured as training goes o
 An answer counts as right when all its tokens are the argmax under teacher forcing.
 
     python benchmarks/synthetic_llm_probes.py --init runs/synthetic/init --json runs/llm_probes.json
+    python benchmarks/synthetic_llm_probes.py --init runs/synthetic/init --probes option --init-range 0.02
+
+``--init-range`` draws the random weights with another standard deviation than the init folder's.
 
 ``--init`` supplies the tokenizer and the LLM's config (a folder written by ``videollama3 train synthetic``'s ``world`` step).
 Results and their reading are in docs/experiments.md ("Why multiple choice fails: the LLM").
@@ -39,18 +44,27 @@ import numpy as np
 import torch
 
 BATCH = 16
-DEFAULT_STEPS = {"reading": 600, "options": 400, "induction-content": 1500, "induction-position": 300}
+DEFAULT_STEPS = {
+    "reading": 600,
+    "options": 400,
+    "option": 600,
+    "induction-content": 1500,
+    "induction-position": 300,
+}
 
 
-def build_llm(init_dir: str, seed: int):
+def build_llm(init_dir: str, seed: int, init_range: float | None = None):
     """A random Qwen2 LLM with the LLM half of the small model's config in ``init_dir`` (same widths,
-    vocabulary and initialisation range as the recipe's)."""
+    vocabulary and initialisation range as the recipe's, unless ``init_range`` is given)."""
     from transformers import Qwen2ForCausalLM
 
     from videollama3 import VideoLLaMA3Config
 
+    config = VideoLLaMA3Config.from_pretrained(init_dir)
+    if init_range is not None:
+        config.initializer_range = init_range
     torch.manual_seed(seed)
-    return Qwen2ForCausalLM(VideoLLaMA3Config.from_pretrained(init_dir))
+    return Qwen2ForCausalLM(config)
 
 
 # ---------------------------------------------------------------------------------------------- samples
@@ -93,13 +107,13 @@ def reading_sample(chat: ChatText, seed: int, index: int):
     return chat.encode(caption, [(q.prompt, q.answer, f"{modality}/{q.kind}") for q in chosen])
 
 
-def options_sample(chat: ChatText, seed: int, index: int):
+def options_sample(chat: ChatText, seed: int, index: int, questions: int = 8):
     from videollama3.synthetic import tasks, world
 
     rng = np.random.default_rng([seed, index])
     pools = [list(world.COLOURS), list(world.SHAPES), list(world.POSITIONS.values()), list(world.WORDS)]
     qas = []
-    for _ in range(8):
+    for _ in range(questions):
         pool = pools[int(rng.integers(len(pools)))]
         options = [str(o) for o in rng.choice(pool, 4, replace=False)]
         answer = int(rng.integers(4))
@@ -140,8 +154,8 @@ def pad(samples, pad_id: int):
 def accuracy(model, samples, pad_id: int) -> dict[str, float]:
     model.eval()
     right: dict[str, list[bool]] = {}
-    for k in range(0, len(samples), BATCH):
-        chunk = samples[k : k + BATCH]
+    for k in range(0, len(samples), 16):
+        chunk = samples[k : k + 16]
         ids, _, mask = pad(chunk, pad_id)
         logits = model(input_ids=ids, attention_mask=mask).logits
         for row, (_, _, marks) in enumerate(chunk):
@@ -152,20 +166,31 @@ def accuracy(model, samples, pad_id: int) -> dict[str, float]:
     return {key: round(100.0 * sum(v) / len(v), 1) for key, v in sorted(right.items())}
 
 
-def run_probe(name: str, steps: int, init_dir: str, tokenizer, lr: float, seed: int, evals: int = 3) -> dict:
+def run_probe(
+    name: str,
+    steps: int,
+    init_dir: str,
+    tokenizer,
+    lr: float,
+    seed: int,
+    init_range: float | None = None,
+    batch: int = BATCH,
+    evals: int = 3,
+) -> dict:
     vocab = len(tokenizer)
     pad_id = tokenizer.pad_token_id
     chat = ChatText(tokenizer)
     rng = np.random.default_rng(seed)
     if name == "reading":
         make = lambda s, i: reading_sample(chat, s, i)  # noqa: E731
-    elif name == "options":
-        make = lambda s, i: options_sample(chat, s, i)  # noqa: E731
+    elif name in ("options", "option"):
+        per_sequence = 8 if name == "options" else 1
+        make = lambda s, i: options_sample(chat, s, i, per_sequence)  # noqa: E731
     else:
         fixed = name == "induction-position"
         make = lambda s, i: induction_sample(rng, vocab, fixed)  # noqa: E731
-    held_out = [make(seed + 1, i) for i in range(200 if name in ("reading", "options") else 64)]
-    model = build_llm(init_dir, seed)
+    held_out = [make(seed + 1, i) for i in range(200 if name in ("reading", "options", "option") else 64)]
+    model = build_llm(init_dir, seed, init_range)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     warmup = max(1, int(0.03 * steps))
     checkpoints = {round(steps * (k + 1) / evals) for k in range(evals)}
@@ -174,7 +199,7 @@ def run_probe(name: str, steps: int, init_dir: str, tokenizer, lr: float, seed: 
         factor = min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         for group in optimizer.param_groups:
             group["lr"] = lr * factor
-        ids, labels, mask = pad([make(seed, step * BATCH + j) for j in range(BATCH)], pad_id)
+        ids, labels, mask = pad([make(seed, step * batch + j) for j in range(batch)], pad_id)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
@@ -197,6 +222,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="steps of every probe (default: per probe)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (the recipe's LLM rate)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=BATCH, help="sequences per step (the recipe's: 16)")
+    parser.add_argument(
+        "--init-range", type=float, help="standard deviation of the random weights (default: the init folder's)"
+    )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
 
@@ -208,12 +237,20 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "lr": args.lr,
-        "batch": BATCH,
+        "init_range": args.init_range,
+        "batch": args.batch,
         "probes": {},
     }
     for name in args.probes:
         results["probes"][name] = run_probe(
-            name, args.steps or DEFAULT_STEPS[name], args.init, tokenizer, args.lr, args.seed
+            name,
+            args.steps or DEFAULT_STEPS[name],
+            args.init,
+            tokenizer,
+            args.lr,
+            args.seed,
+            args.init_range,
+            args.batch,
         )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -140,3 +140,31 @@ def test_training_loss_and_gradient_checkpointing():
         grads.append((loss.detach(), model.vision_encoder.embeddings.patch_embedding.weight.grad.clone()))
     torch.testing.assert_close(grads[0][0], grads[1][0])
     torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-6, rtol=1e-5)
+
+
+def test_vision_encoder_uses_its_own_initializer_range():
+    """The LLM and projector draw from ``initializer_range``; the encoder from its own config's."""
+    from videollama3 import VideoLLaMA3Config, VideoLLaMA3ForCausalLM
+
+    vision = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 2}
+    config = VideoLLaMA3Config(
+        vocab_size=256,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        image_token_index=200,
+        initializer_range=0.1,
+        vision_encoder_config={**vision, "patch_size": 14, "initializer_range": 0.01},
+    )
+    torch.manual_seed(0)
+    model = VideoLLaMA3ForCausalLM(config)
+    llm = [model.model.embed_tokens.weight, model.model.layers[0].mlp.up_proj.weight]
+    projector = [p for n, p in model.model.mm_projector.named_parameters() if n.endswith("weight")]
+    encoder = [model.model.vision_encoder.encoder.layers[0].mlp.fc1.weight]
+    encoder.append(model.model.vision_encoder.embeddings.patch_embedding.weight)
+    for weight in llm + projector:
+        assert weight.std().item() == pytest.approx(0.1, rel=0.1)
+    for weight in encoder:
+        assert weight.std().item() == pytest.approx(0.01, rel=0.1)

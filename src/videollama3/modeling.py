@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import GenerationMixin, Qwen2Model
+from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.qwen2.modeling_qwen2 import Qwen2PreTrainedModel
 
@@ -47,6 +48,18 @@ class VideoLLaMA3PreTrainedModel(Qwen2PreTrainedModel):
     config_class = VideoLLaMA3Config
     _no_split_modules = ["Qwen2DecoderLayer", "VisionEncoderLayer"]
     input_modalities = ("image", "video", "text")
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Qwen2's initialisation, except that the vision encoder's layers draw from its own
+        ``vision_encoder_config.initializer_range`` (the LLM and the projector use the top-level one)."""
+        std = getattr(module, "initializer_range", None)  # set on every module of VisionEncoder
+        if std is not None and isinstance(module, (nn.Linear, nn.Conv2d)):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+            return
+        super()._init_weights(module)
 
 
 class VideoLLaMA3Model(VideoLLaMA3PreTrainedModel, Qwen2Model):

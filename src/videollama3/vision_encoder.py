@@ -147,6 +147,9 @@ class VisionEncoder(nn.Module):
         self.rotary = VisionRotaryEmbedding(config.hidden_size // config.num_attention_heads, config.rope_theta)
         self.attn_backend = "auto"
         self.gradient_checkpointing = False
+        # Read by VideoLLaMA3PreTrainedModel._init_weights: the encoder keeps its own initialisation scale.
+        for module in self.modules():
+            module.initializer_range = config.initializer_range
 
     def forward(self, pixel_values: torch.Tensor, grid_sizes: torch.Tensor, merge_sizes: torch.Tensor) -> torch.Tensor:
         """
