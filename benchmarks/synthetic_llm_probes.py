@@ -154,8 +154,8 @@ def pad(samples, pad_id: int):
 def accuracy(model, samples, pad_id: int) -> dict[str, float]:
     model.eval()
     right: dict[str, list[bool]] = {}
-    for k in range(0, len(samples), 16):
-        chunk = samples[k : k + 16]
+    for k in range(0, len(samples), BATCH):  # evaluation chunks, whatever the training batch
+        chunk = samples[k : k + BATCH]
         ids, _, mask = pad(chunk, pad_id)
         logits = model(input_ids=ids, attention_mask=mask).logits
         for row, (_, _, marks) in enumerate(chunk):

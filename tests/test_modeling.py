@@ -146,7 +146,6 @@ def test_vision_encoder_uses_its_own_initializer_range():
     """The LLM and projector draw from ``initializer_range``; the encoder from its own config's."""
     from videollama3 import VideoLLaMA3Config, VideoLLaMA3ForCausalLM
 
-    vision = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 2}
     config = VideoLLaMA3Config(
         vocab_size=256,
         hidden_size=64,
@@ -156,7 +155,14 @@ def test_vision_encoder_uses_its_own_initializer_range():
         num_key_value_heads=1,
         image_token_index=200,
         initializer_range=0.1,
-        vision_encoder_config={**vision, "patch_size": 14, "initializer_range": 0.01},
+        vision_encoder_config={
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "patch_size": 14,
+            "initializer_range": 0.01,
+        },
     )
     torch.manual_seed(0)
     model = VideoLLaMA3ForCausalLM(config)
