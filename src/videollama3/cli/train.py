@@ -1,6 +1,7 @@
 """``videollama3 train RECIPE [--set key=value ...]``: run a training recipe (all stages, or some).
 
-RECIPE is a YAML file or the name of a packaged recipe (``tiny``, ``videollama3-2b``, ``videollama3-7b``).
+RECIPE is a YAML file or the name of a packaged recipe (``synthetic``, ``synthetic-video-only``, ``tiny``,
+``videollama3-2b``, ``videollama3-7b``).
 Launch under ``torchrun`` for several GPUs / nodes; see docs/training.md.
 """
 
@@ -10,9 +11,9 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "recipe", help="recipe YAML file, or a packaged recipe name (tiny, videollama3-2b, videollama3-7b)"
-    )
+    from ..training.recipe import packaged_recipes
+
+    parser.add_argument("recipe", help=f"recipe YAML file, or a packaged recipe name ({', '.join(packaged_recipes())})")
     parser.add_argument(
         "--set",
         dest="overrides",
