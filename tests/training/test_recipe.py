@@ -9,7 +9,16 @@ from videollama3.training.recipe import load_recipe, packaged_recipes, recipe_fr
 
 
 def test_packaged_recipes():
-    assert {"tiny", "videollama3-2b", "videollama3-7b"} <= set(packaged_recipes())
+    assert {"synthetic", "synthetic-video-only", "tiny", "videollama3-2b", "videollama3-7b"} <= set(packaged_recipes())
+
+
+def test_train_help_names_every_packaged_recipe(capsys):
+    from videollama3.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert all(name in help_text for name in packaged_recipes())
 
 
 @pytest.mark.parametrize(
