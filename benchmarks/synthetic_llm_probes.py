@@ -2,8 +2,8 @@
 
 The bundled model answers multiple-choice questions at chance (docs/experiments.md). These probes take the
 vision out: the same LLM (the ``synthetic`` recipe's Qwen2 widths and tokenizer, random initialisation,
-AdamW at the recipe's rate, bf16 autocast, batches of 16 unless ``--batch``) is trained on text alone, where every answer is
-written in the context, and its held-out accuracy is measured as training goes on:
+AdamW at the recipe's rate, bf16 autocast, batches of 16 unless ``--batch``) is trained on text alone,
+where every answer is written in the context, and its held-out accuracy is measured as training goes on:
 
 ``reading``
     Scene captions followed by the world's questions about them (``There is a large red circle at the
@@ -90,20 +90,25 @@ class ChatText:
         return ids, labels, marks
 
 
-def reading_sample(chat: ChatText, seed: int, index: int):
+def scene_in_words(seed: int, image: bool, index: int, rng: np.random.Generator):
+    """(modality, caption, questions) of image or video scene ``index``: the scene told in words, with
+    every question it supports (drawn with ``rng``). Also used by synthetic_text_scenes.py."""
     from videollama3.synthetic import tasks, world
 
-    video = index % 2 == 1
-    if video:
-        scene = world.sample_video_scene(seed, index // 2)
-        caption = tasks.video_caption(scene)
-        questions = tasks.video_questions(scene, tasks.qa_rng(seed, index // 2, 1))
-    else:
-        scene = world.sample_image_scene(seed, index // 2)
-        caption = tasks.image_caption(scene)
-        questions = tasks.image_questions(scene, tasks.qa_rng(seed, index // 2, 0))
+    if image:
+        scene = world.sample_image_scene(seed, index)
+        return "image", tasks.image_caption(scene), tasks.image_questions(scene, rng)
+    scene = world.sample_video_scene(seed, index)
+    return "video", tasks.video_caption(scene), tasks.video_questions(scene, rng)
+
+
+def reading_sample(chat: ChatText, seed: int, index: int):
+    from videollama3.synthetic import tasks
+
+    image = index % 2 == 0
+    rng = tasks.qa_rng(seed, index // 2, 0 if image else 1)
+    modality, caption, questions = scene_in_words(seed, image, index // 2, rng)
     chosen = tasks.select_questions(questions, np.random.default_rng([seed, index]), 8)
-    modality = "video" if video else "image"
     return chat.encode(caption, [(q.prompt, q.answer, f"{modality}/{q.kind}") for q in chosen])
 
 

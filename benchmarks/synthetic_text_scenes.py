@@ -20,20 +20,13 @@ import argparse
 import collections
 import json
 
-from videollama3.synthetic import tasks, world
+from synthetic_llm_probes import scene_in_words  # this folder, on sys.path when run as a script
+
+from videollama3.synthetic import tasks
 from videollama3.synthetic.writer import WorldSpec, _conversation, _system_turn
 
 SCENE_OFFSET = 1_000_000  # far from the rendered items (0 ...)
 HELD_OUT_OFFSET = 1_500_000
-
-
-def scene(seed: int, image: bool, index: int, rng) -> tuple[str, str, list[tasks.QA]]:
-    """(modality, caption, questions) of image or video scene ``index``."""
-    if image:
-        s = world.sample_image_scene(seed, index)
-        return "image", tasks.image_caption(s), tasks.image_questions(s, rng)
-    s = world.sample_video_scene(seed, index)
-    return "video", tasks.video_caption(s), tasks.video_questions(s, rng)
 
 
 def write(path: str, records: int, mc_last: bool, seed: int = 0) -> None:
@@ -41,7 +34,7 @@ def write(path: str, records: int, mc_last: bool, seed: int = 0) -> None:
     with open(path, "w") as f:
         for i in range(records):
             rng = tasks.qa_rng(seed, i, 13)
-            _, caption, pool = scene(seed, i % 2 == 0, SCENE_OFFSET + i // 2, rng)
+            _, caption, pool = scene_in_words(seed, i % 2 == 0, SCENE_OFFSET + i // 2, rng)
             qas = tasks.select_questions(pool, rng, int(rng.integers(1, 9)))
             if mc_last:
                 qas = [q for q in qas if not q.options] + [q for q in qas if q.options][:1]
@@ -62,7 +55,7 @@ def evaluate(checkpoint: str, n: int, batch: int = 32) -> dict[str, float]:
     items = []
     for i in range(n):
         rng = tasks.qa_rng(777, i, 99)
-        modality, caption, pool = scene(0, i % 2 == 0, HELD_OUT_OFFSET + i, rng)
+        modality, caption, pool = scene_in_words(0, i % 2 == 0, HELD_OUT_OFFSET + i, rng)
         (qa,) = tasks.select_questions(pool, rng, 1)
         items.append((modality, caption + "\n" + qa.prompt, qa))
     counts = collections.defaultdict(lambda: [0, 0])
