@@ -100,6 +100,22 @@ def test_micro_batches_pad_or_pack(mixed_samples):
     packed = make_micro_batches(mixed_samples, packing=True, budget=512, micro_batch_size=1, pad_token_id=0)
     assert sum(mb.num_samples for mb in packed) == len(mixed_samples)
     assert all(mb.num_slots == mb.num_tokens <= 512 for mb in packed)  # no padding at all
-    padded = make_micro_batches(mixed_samples, packing=False, budget=512, micro_batch_size=4, pad_token_id=0)
+    padded = make_micro_batches(mixed_samples, packing=False, budget=10**6, micro_batch_size=4, pad_token_id=0)
     assert [mb.num_samples for mb in padded] == [4, 2]
     assert sum(mb.num_slots for mb in padded) > sum(mb.num_tokens for mb in padded)
+
+
+def test_padded_micro_batches_group_similar_lengths_within_the_budget(mixed_samples, loss_model):
+    lengths = sorted((s.length for s in mixed_samples), reverse=True)
+    budget = 2 * lengths[0]  # room for the two longest side by side, not for a third
+    micro = make_micro_batches(mixed_samples, packing=False, budget=budget, micro_batch_size=4, pad_token_id=0)
+    assert [mb.sample_lengths for mb in micro][0] == tuple(lengths[:2])  # longest first, together
+    assert all(mb.num_slots <= budget or mb.num_samples == 1 for mb in micro)
+    assert all(mb.num_samples <= 4 for mb in micro)
+    assert sorted(n for mb in micro for n in mb.sample_lengths) == sorted(lengths)  # nothing lost
+    in_order = make_micro_batches(mixed_samples, packing=False, budget=10**6, micro_batch_size=4, pad_token_id=0)
+    assert sum(mb.num_slots for mb in micro) < sum(mb.num_slots for mb in in_order)
+    # How a step is split does not change its summed loss.
+    grouped_loss, _ = loss_and_grads(loss_model, micro)
+    in_order_loss, _ = loss_and_grads(loss_model, in_order)
+    assert grouped_loss == pytest.approx(in_order_loss, rel=1e-5)

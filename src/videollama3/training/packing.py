@@ -161,13 +161,25 @@ def pad(samples: list[Sample], pad_token_id: int) -> MicroBatch:
 def make_micro_batches(
     samples: list[Sample], *, packing: bool, budget: int, micro_batch_size: int, pad_token_id: int
 ) -> list[MicroBatch]:
-    """Split one rank's share of a global batch into micro-batches."""
+    """Split one rank's share of a global batch into micro-batches.
+
+    Packing: rows of at most ``budget`` tokens (first-fit decreasing). Padding: samples sorted longest first
+    and cut into micro-batches of at most ``micro_batch_size`` samples and ``budget`` padded positions
+    (samples x longest; a longer sample goes alone), so that short samples are not padded to a long one's
+    length. The loss is normalised over the whole step, so how a step is split does not change it.
+    """
     if not samples:
         return []
     if packing:
         bins = first_fit_decreasing([s.length for s in samples], budget)
         return [pack([samples[i] for i in b]) for b in bins]
-    return [pad(samples[i : i + micro_batch_size], pad_token_id) for i in range(0, len(samples), micro_batch_size)]
+    groups: list[list[int]] = [[]]
+    for i in sorted(range(len(samples)), key=lambda i: (-samples[i].length, i)):
+        group = groups[-1]
+        if group and (len(group) == micro_batch_size or (len(group) + 1) * samples[group[0]].length > budget):
+            groups.append(group := [])
+        group.append(i)
+    return [pad([samples[i] for i in g], pad_token_id) for g in groups]
 
 
 def placeholder_batch(pad_token_id: int) -> MicroBatch:

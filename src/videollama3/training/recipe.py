@@ -110,8 +110,8 @@ class TrainConfig:
 
     global_batch_size: int = 128  # samples per optimizer step, over all ranks and micro-batches
     packing: bool = True  # pack samples into micro-batches of ``micro_batch_tokens``
-    micro_batch_tokens: int = 16384  # packing budget per micro-batch and rank (>= model_max_length)
-    micro_batch_size: int = 1  # samples per padded micro-batch when packing is off
+    micro_batch_tokens: int = 16384  # per micro-batch and rank: packed tokens, or padded positions (no packing)
+    micro_batch_size: int = 1  # at most this many samples per padded micro-batch when packing is off
     epochs: float = 1.0
     max_steps: int | None = None  # stop earlier (the schedule still spans ``max_steps``)
     precision: Literal["bf16", "fp32"] = "bf16"
