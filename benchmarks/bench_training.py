@@ -5,7 +5,8 @@ Builds a small random VideoLLaMA3 (Qwen2 LLM: hidden 384, 4 layers by default; S
 the samples once, then times optimizer steps of the same global batches in two modes:
 
 - ``packed``: first-fit-decreasing packing into micro-batches of ``--budget`` tokens (no padding);
-- ``padded``: ``--micro-batch-size`` samples per micro-batch, right-padded to the longest.
+- ``padded``: samples sorted longest first, at most ``--micro-batch-size`` per micro-batch and ``--budget``
+  padded positions (samples x longest), right-padded to the longest.
 
 Data loading is excluded (samples are processed beforehand): the numbers are the model step alone. The
 two modes run the same global batches, interleaved step by step, and each step is timed as the best of
@@ -73,7 +74,7 @@ def main() -> None:
     parser.add_argument("--global-batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=4, help="timed steps per mode (after one warm-up step)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each step; the fastest counts")
-    parser.add_argument("--budget", type=int, default=512, help="packing budget (tokens per micro-batch)")
+    parser.add_argument("--budget", type=int, default=512, help="tokens per micro-batch: packed, or padded positions")
     parser.add_argument("--hidden", type=int, default=384, help="LLM width")
     parser.add_argument("--layers", type=int, default=4, help="LLM layers")
     parser.add_argument("--micro-batch-size", type=int, default=4, help="samples per padded micro-batch")
