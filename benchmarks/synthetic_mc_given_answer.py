@@ -22,16 +22,9 @@ import json
 
 import torch
 
+from videollama3.evaluation.base import EvalSettings, media_items, text_item
 from videollama3.synthetic import tasks
-from videollama3.synthetic.benchmark import ensure_benchmark
-from videollama3.synthetic.writer import read_benchmark
-
-
-def media_item(item, root) -> dict:
-    path = str(root / item.media)
-    if item.modality == "video":
-        return {"type": "video", "video": {"video_path": path, "fps": 1, "max_frames": 16}}
-    return {"type": "image", "image": {"image_path": path}}
+from videollama3.synthetic.benchmark import SyntheticBenchmark, ensure_benchmark
 
 
 def main() -> None:
@@ -47,20 +40,19 @@ def main() -> None:
 
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
     processor = AutoProcessor.from_pretrained(args.model)
-    root = ensure_benchmark(args.seed, args.n // 2, args.n - args.n // 2)
+    benchmark, settings = SyntheticBenchmark(), EvalSettings()
     right: dict[str, list[bool]] = {}
-    for item in read_benchmark(root):
-        qa = item.qa
-        if not qa.options or item.media is None:
+    for sample in benchmark.load(ensure_benchmark(args.seed, args.n // 2, args.n - args.n // 2)):
+        if not sample.options or not sample.media:
             continue
+        qa = tasks.QA(sample.question, sample.answer, sample.category, list(sample.options))
         truth = qa.options[tasks.LETTERS.index(qa.answer)]
-        media = media_item(item, root)
         conversations = {
-            "alone": [{"role": "user", "content": [media, {"type": "text", "text": qa.prompt}]}],
+            "alone": benchmark.build_conversation(sample, settings),  # as the benchmark asks it
             "given": [
-                {"role": "user", "content": [media, {"type": "text", "text": qa.question}]},
-                {"role": "assistant", "content": [{"type": "text", "text": truth}]},
-                {"role": "user", "content": [{"type": "text", "text": qa.prompt}]},
+                {"role": "user", "content": [*media_items(sample, settings), text_item(qa.question)]},
+                {"role": "assistant", "content": [text_item(truth)]},
+                {"role": "user", "content": [text_item(qa.prompt)]},
             ],
         }
         for mode, conversation in conversations.items():
@@ -70,7 +62,7 @@ def main() -> None:
             with torch.no_grad():
                 output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
             reply = processor.batch_decode(output, skip_special_tokens=True)[0]
-            right.setdefault(f"{item.modality}/{mode}", []).append(tasks.score(qa, reply))
+            right.setdefault(f"{sample.meta['modality']}/{mode}", []).append(tasks.score(qa, reply))
     result = {key: {"n": len(v), "accuracy": round(100.0 * sum(v) / len(v), 1)} for key, v in sorted(right.items())}
     print(json.dumps(result, indent=1))
 
