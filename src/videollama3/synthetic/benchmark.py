@@ -23,11 +23,10 @@ from ..evaluation.base import (
     EvalSettings,
     Prediction,
     Sample,
-    image_item,
+    media_items,
     summarize,
     text_item,
     user_turn,
-    video_item,
 )
 from . import tasks
 from .writer import BENCHMARK_FILE, generator_fingerprint, read_benchmark, write_benchmark
@@ -72,13 +71,7 @@ class SyntheticBenchmark(Benchmark):
         return samples
 
     def build_conversation(self, sample: Sample, settings: EvalSettings) -> list[dict[str, Any]]:
-        items = []
-        for media in sample.media:
-            if media["type"] == "video":
-                items.append(video_item(media["path"], settings))
-            else:
-                items.append(image_item(media["image"]))
-        return user_turn(*items, text_item(sample.meta["prompt"]))
+        return user_turn(*media_items(sample, settings), text_item(sample.meta["prompt"]))
 
     def max_new_tokens(self, sample: Sample, settings: EvalSettings) -> int:
         return min(settings.max_new_tokens, MAX_NEW_TOKENS)
