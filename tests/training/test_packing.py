@@ -109,7 +109,7 @@ def test_padded_micro_batches_group_similar_lengths_within_the_budget(mixed_samp
     lengths = sorted((s.length for s in mixed_samples), reverse=True)
     budget = 2 * lengths[0]  # room for the two longest side by side, not for a third
     micro = make_micro_batches(mixed_samples, packing=False, budget=budget, micro_batch_size=4, pad_token_id=0)
-    assert [mb.sample_lengths for mb in micro][0] == tuple(lengths[:2])  # longest first, together
+    assert micro[0].sample_lengths == tuple(lengths[:2])  # longest first, together
     assert all(mb.num_slots <= budget or mb.num_samples == 1 for mb in micro)
     assert all(mb.num_samples <= 4 for mb in micro)
     assert sorted(n for mb in micro for n in mb.sample_lengths) == sorted(lengths)  # nothing lost
