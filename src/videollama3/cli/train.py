@@ -1,7 +1,7 @@
 """``videollama3 train RECIPE [--set key=value ...]``: run a training recipe (all stages, or some).
 
-RECIPE is a YAML file or the name of a packaged recipe (``synthetic``, ``synthetic-video-only``, ``tiny``,
-``videollama3-2b``, ``videollama3-7b``).
+RECIPE is a YAML file or the name of a packaged recipe (``videollama3 train --help`` lists them, from the
+package's ``recipes`` folder).
 Launch under ``torchrun`` for several GPUs / nodes; see docs/training.md.
 """
 
