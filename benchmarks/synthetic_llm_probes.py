@@ -171,6 +171,25 @@ def accuracy(model, samples, pad_id: int) -> dict[str, float]:
     return {key: round(100.0 * sum(v) / len(v), 1) for key, v in sorted(right.items())}
 
 
+def make_optimizers(model, lr: float, name: str) -> list:
+    """AdamW for everything, or Muon for the transformer blocks' matrices (embeddings, the output layer,
+    norms and biases stay on AdamW, as Muon's authors prescribe); Muon's rate is matched to AdamW's RMS
+    update so that one ``--lr`` serves both."""
+    if name == "adamw":
+        optimizers = [torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)]
+    else:
+        matrices = [p for n, p in model.named_parameters() if p.ndim == 2 and "layers." in n]
+        others = [p for n, p in model.named_parameters() if not (p.ndim == 2 and "layers." in n)]
+        optimizers = [
+            torch.optim.Muon(matrices, lr=lr, weight_decay=0.0, adjust_lr_fn="match_rms_adamw"),
+            torch.optim.AdamW(others, lr=lr, weight_decay=0.0),
+        ]
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["initial_lr"] = group["lr"]
+    return optimizers
+
+
 def run_probe(
     name: str,
     steps: int,
@@ -181,6 +200,7 @@ def run_probe(
     init_range: float | None = None,
     batch: int = BATCH,
     evals: int = 3,
+    optimizer_name: str = "adamw",
 ) -> dict:
     vocab = len(tokenizer)
     pad_id = tokenizer.pad_token_id
@@ -196,21 +216,23 @@ def run_probe(
         make = lambda s, i: induction_sample(rng, vocab, fixed)  # noqa: E731
     held_out = [make(seed + 1, i) for i in range(200 if name in ("reading", "options", "option") else 64)]
     model = build_llm(init_dir, seed, init_range)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    optimizers = make_optimizers(model, lr, optimizer_name)
     warmup = max(1, int(0.03 * steps))
     checkpoints = {round(steps * (k + 1) / evals) for k in range(evals)}
     curve, losses, started = [], [], time.time()
     for step in range(steps):
         factor = min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        for group in optimizer.param_groups:
-            group["lr"] = lr * factor
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
         ids, labels, mask = pad([make(seed, step * batch + j) for j in range(batch)], pad_id)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        for optimizer in optimizers:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
         if step + 1 in checkpoints:
             point = {"step": step + 1, "loss": round(sum(losses[-50:]) / len(losses[-50:]), 3)}
@@ -231,6 +253,7 @@ def main() -> None:
     parser.add_argument(
         "--init-range", type=float, help="standard deviation of the random weights (default: the init folder's)"
     )
+    parser.add_argument("--optimizer", choices=["adamw", "muon"], default="adamw", help="the LLM's optimizer")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
 
@@ -244,6 +267,7 @@ def main() -> None:
         "lr": args.lr,
         "init_range": args.init_range,
         "batch": args.batch,
+        "optimizer": args.optimizer,
         "probes": {},
     }
     for name in args.probes:
@@ -256,6 +280,7 @@ def main() -> None:
             args.seed,
             args.init_range,
             args.batch,
+            optimizer_name=args.optimizer,
         )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

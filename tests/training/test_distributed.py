@@ -30,9 +30,11 @@ def losses(output_dir) -> list[float]:
     return [json.loads(line)["loss"] for line in file.read_text().splitlines()]
 
 
-def test_two_processes_match_one(tmp_path, tiny_world):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_two_processes_match_one(tmp_path, tiny_world, optimizer):
     # Mixed modalities and a small packing budget: ranks get text-only packs (the vision encoder must still
     # run under FSDP) and different numbers of micro-batches (placeholders keep the collectives aligned).
+    # Muon orthogonalises whole matrices: each rank gathers its shards' momentum and keeps its own rows.
     recipe = one_stage_recipe(
         tmp_path / "unused",
         tiny_world["init"],
@@ -40,6 +42,7 @@ def test_two_processes_match_one(tmp_path, tiny_world):
         tiny_world["data"],
         data={"model_max_length": 256, "use_token_compression": True},
         train={"global_batch_size": 6, "micro_batch_tokens": 256, "max_steps": 3, "gradient_checkpointing": True},
+        overrides=[f"optim.optimizer={optimizer}"],
     )
     file = tmp_path / "recipe.yaml"
     file.write_text(yaml.safe_dump(recipe.to_dict()))

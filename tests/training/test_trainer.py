@@ -131,13 +131,17 @@ def test_gradient_clipping_is_applied(tmp_path, tiny_world, monkeypatch):
     assert all(n <= 0.05 * 1.001 for n in norms_at_step)  # ...and the optimizer saw it clipped
 
 
-def test_interrupted_and_resumed_run_gives_the_same_loss_curve(tmp_path, tiny_world):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_interrupted_and_resumed_run_gives_the_same_loss_curve(tmp_path, tiny_world, optimizer):
     sources = [tiny_world["vqa"], tiny_world["video"], tiny_world["text"]]
     settings = {
         "train": {"global_batch_size": 6, "save_steps": 1, "keep_last": 2},
         "data": {"use_token_compression": True},
     }
-    full = one_stage_recipe(tmp_path / "full", tiny_world["init"], sources, tiny_world["data"], **settings)
+    full = one_stage_recipe(
+        tmp_path / "full", tiny_world["init"], sources, tiny_world["data"],
+        overrides=[f"optim.optimizer={optimizer}"], **settings,
+    )  # fmt: skip
     (reference,) = run_recipe(full)
     assert reference.steps == 6
 
@@ -151,7 +155,7 @@ def test_interrupted_and_resumed_run_gives_the_same_loss_curve(tmp_path, tiny_wo
     # The interrupted run loads samples in 2 worker processes: the order must not depend on it.
     interrupted = one_stage_recipe(
         tmp_path / "resumed", tiny_world["init"], sources, tiny_world["data"],
-        overrides=["data.num_workers=2"], **settings,
+        overrides=["data.num_workers=2", f"optim.optimizer={optimizer}"], **settings,
     )  # fmt: skip
     with pytest.raises(Crash):
         run_recipe(interrupted, callbacks=[crash_after_step_3])

@@ -1,4 +1,4 @@
-"""Per-module learning rates, freezing, AdamW parameter groups and the learning-rate schedule.
+"""Per-module learning rates, freezing, optimizer parameter groups and the learning-rate schedule.
 
 Every parameter belongs to one of three groups by name: ``vision_encoder`` (``model.vision_encoder.*``),
 ``projector`` (``model.mm_projector.*``) and ``llm`` (everything else: decoder layers, embeddings, final
@@ -6,7 +6,8 @@ norm and the LM head, tied or not). A group whose learning rate is ``None`` is f
 (``requires_grad=False``), so a frozen LLM also freezes an untied ``lm_head``.
 
 Weight decay is never applied to biases and normalisation weights (every parameter with fewer than two
-dimensions). The schedule is linear warm-up over ``ceil(warmup_ratio * steps)`` steps, then cosine (or
+dimensions). ``optimizer: muon`` steps the hidden matrices with Muon and the rest with AdamW (see
+``muon.py``). The schedule is linear warm-up over ``ceil(warmup_ratio * steps)`` steps, then cosine (or
 linear, or constant) decay to ``min_lr_ratio`` of the peak, as transformers' ``cosine`` scheduler.
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from .muon import MuonAdamW, is_muon_parameter
 from .recipe import LearningRates, OptimConfig
 
 PEFT_PREFIX = "base_model.model."
@@ -61,28 +63,30 @@ def apply_trainability(model: nn.Module, lrs: LearningRates, lora_groups: Iterab
 
 
 def parameter_groups(model: nn.Module, config: OptimConfig) -> list[dict]:
-    """AdamW groups: (module group) x (decay, no decay), trainable parameters only."""
+    """Groups: (module group) x (decay, no decay) [x (Muon, AdamW)], trainable parameters only."""
     rates = config.lr.as_dict()
-    buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    buckets: dict[tuple[str, bool, bool], list[nn.Parameter]] = {}
     seen: set[int] = set()
     for name, param in model.named_parameters():
         if not param.requires_grad or id(param) in seen:  # tied weights appear once
             continue
         seen.add(id(param))
         decay = param.ndim >= 2 and config.weight_decay > 0
-        buckets.setdefault((module_group(name), decay), []).append(param)
+        muon = config.optimizer == "muon" and is_muon_parameter(name, param)
+        buckets.setdefault((module_group(name), decay, muon), []).append(param)
     groups = []
-    for (group, decay), params in sorted(buckets.items()):
-        groups.append(
-            {
-                "params": params,
-                "lr": rates[group],
-                "initial_lr": rates[group],
-                "weight_decay": config.weight_decay if decay else 0.0,
-                "name": f"{group}{'' if decay else '/no_decay'}",
-                "module_group": group,
-            }
-        )
+    for (group, decay, muon), params in sorted(buckets.items()):
+        entry = {
+            "params": params,
+            "lr": rates[group],
+            "initial_lr": rates[group],
+            "weight_decay": config.weight_decay if decay else 0.0,
+            "name": f"{group}{'' if decay else '/no_decay'}{'/muon' if muon else ''}",
+            "module_group": group,
+        }
+        if config.optimizer == "muon":
+            entry["muon"] = muon
+        groups.append(entry)
     return groups
 
 
@@ -90,6 +94,8 @@ def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimi
     groups = parameter_groups(model, config)
     if not groups:
         raise ValueError("nothing to train: every module group is frozen (all learning rates are null)")
+    if config.optimizer == "muon":
+        return MuonAdamW(groups, betas=tuple(config.betas), eps=config.eps, momentum=config.muon_momentum)
     fused = all(p.is_cuda for g in groups for p in g["params"])
     return torch.optim.AdamW(groups, betas=tuple(config.betas), eps=config.eps, fused=fused or None)
 

@@ -95,6 +95,10 @@ class LearningRates:
 @dataclass
 class OptimConfig:
     lr: LearningRates = field(default_factory=LearningRates)
+    # "muon": Muon for the hidden matrices (at the same rates: its update RMS is matched to AdamW's),
+    # AdamW for embeddings, the output head, norms and biases
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    muon_momentum: float = 0.95
     weight_decay: float = 0.0  # never applied to norms and biases
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
