@@ -25,7 +25,8 @@ An answer counts as right when all its tokens are the argmax under teacher forci
     python benchmarks/synthetic_llm_probes.py --init runs/synthetic/init --json runs/llm_probes.json
     python benchmarks/synthetic_llm_probes.py --init runs/synthetic/init --probes option --init-range 0.02
 
-``--init-range`` draws the random weights with another standard deviation than the init folder's.
+``--init-range`` draws the random weights with another standard deviation than the init folder's;
+``--optimizer muon`` trains the blocks' matrices with Muon (as the recipe's ``optim.optimizer: muon``).
 
 ``--init`` supplies the tokenizer and the LLM's config (a folder written by ``videollama3 train synthetic``'s ``world`` step).
 Results and their reading are in docs/experiments.md ("Why multiple choice fails: the LLM").
