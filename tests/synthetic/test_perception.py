@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from videollama3.synthetic import perception, world
@@ -45,3 +47,11 @@ def test_pretraining_trains_the_encoder_only(tmp_path, tiny_size):
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("model.vision_encoder.") for k in changed)
+
+
+def test_accuracy_counts_only_pictures_that_show_the_attribute():
+    # Four tokens: two of pictures without a word (class 0), both "right"; two with one, one right.
+    target = torch.tensor([0, 0, 3, 5])
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 0, 3, 2]), 6).float()
+    assert perception.shown_accuracy(logits, target) == 50.0  # not 75: "none" is not reading
+    assert math.isnan(perception.shown_accuracy(logits[:2], target[:2]))
