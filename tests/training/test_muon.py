@@ -69,3 +69,8 @@ def test_muon_groups_hold_the_hidden_matrices_only(fixture_model):
     assert isinstance(build_optimizer(model, config), MuonAdamW)
     adamw_groups = parameter_groups(model, OptimConfig(lr=config.lr))
     assert not any("muon" in g for g in adamw_groups)  # plain AdamW: unchanged groups
+
+
+def test_momentum_out_of_range_is_a_clear_error():
+    with pytest.raises(ValueError, match="muon_momentum"):
+        MuonAdamW([torch.nn.Parameter(torch.zeros(2, 2))], momentum=1.0)

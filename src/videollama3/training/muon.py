@@ -77,6 +77,8 @@ class MuonAdamW(torch.optim.Optimizer):
         eps: float = 1e-8,
         ns_steps: int = 5,
     ):
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"Muon momentum (optim.muon_momentum) must be in [0, 1), got {momentum}")
         defaults = dict(
             lr=lr, weight_decay=weight_decay, momentum=momentum, betas=betas, eps=eps, ns_steps=ns_steps, muon=False
         )
