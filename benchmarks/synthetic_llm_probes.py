@@ -172,25 +172,6 @@ def accuracy(model, samples, pad_id: int) -> dict[str, float]:
     return {key: round(100.0 * sum(v) / len(v), 1) for key, v in sorted(right.items())}
 
 
-def make_optimizers(model, lr: float, name: str) -> list:
-    """AdamW for everything, or Muon for the transformer blocks' matrices (embeddings, the output layer,
-    norms and biases stay on AdamW, as Muon's authors prescribe); Muon's rate is matched to AdamW's RMS
-    update so that one ``--lr`` serves both."""
-    if name == "adamw":
-        optimizers = [torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)]
-    else:
-        matrices = [p for n, p in model.named_parameters() if p.ndim == 2 and "layers." in n]
-        others = [p for n, p in model.named_parameters() if not (p.ndim == 2 and "layers." in n)]
-        optimizers = [
-            torch.optim.Muon(matrices, lr=lr, weight_decay=0.0, adjust_lr_fn="match_rms_adamw"),
-            torch.optim.AdamW(others, lr=lr, weight_decay=0.0),
-        ]
-    for optimizer in optimizers:
-        for group in optimizer.param_groups:
-            group["initial_lr"] = group["lr"]
-    return optimizers
-
-
 def run_probe(
     name: str,
     steps: int,
@@ -217,23 +198,25 @@ def run_probe(
         make = lambda s, i: induction_sample(rng, vocab, fixed)  # noqa: E731
     held_out = [make(seed + 1, i) for i in range(200 if name in ("reading", "options", "option") else 64)]
     model = build_llm(init_dir, seed, init_range)
-    optimizers = make_optimizers(model, lr, optimizer_name)
+    from videollama3.training.optim import build_optimizer
+    from videollama3.training.recipe import LearningRates, OptimConfig
+
+    # The trainer's own optimizer (AdamW, or Muon for the blocks' matrices as ``optim.optimizer: muon``).
+    optimizer = build_optimizer(model, OptimConfig(lr=LearningRates(lr, lr, lr), optimizer=optimizer_name))
     warmup = max(1, int(0.03 * steps))
     checkpoints = {round(steps * (k + 1) / evals) for k in range(evals)}
     curve, losses, started = [], [], time.time()
     for step in range(steps):
         factor = min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        for optimizer in optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = group["initial_lr"] * factor
+        for group in optimizer.param_groups:
+            group["lr"] = lr * factor
         ids, labels, mask = pad([make(seed, step * batch + j) for j in range(batch)], pad_id)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        for optimizer in optimizers:
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
         if step + 1 in checkpoints:
             point = {"step": step + 1, "loss": round(sum(losses[-50:]) / len(losses[-50:]), 3)}
