@@ -66,14 +66,6 @@ def test_items_do_not_depend_on_the_dataset_size(dataset, tmp_path):
     assert (tmp_path / "images/000001.png").read_bytes() == (dataset / "images/000001.png").read_bytes()
 
 
-def test_media_do_not_depend_on_the_number_of_rendering_processes(dataset, tmp_path, monkeypatch):
-    monkeypatch.setattr(writer, "PARALLEL_MIN_ITEMS", 0)
-    write_dataset(tmp_path, WorldSpec(seed=3, images=2, videos=2, texts=1, system_ratio=0.5), progress=False, workers=2)
-    for rel in ("images/000001.png", "videos/000001.mp4", "image_qa.jsonl"):
-        small, large = (tmp_path / rel).read_bytes(), (dataset / rel).read_bytes()
-        assert small == large[: len(small)]
-
-
 def test_benchmark_is_held_out_and_round_trips(tmp_path):
     file = write_benchmark(tmp_path, seed=0, images=4, videos=2, texts=2, progress=False)
     items = writer.read_benchmark(tmp_path)

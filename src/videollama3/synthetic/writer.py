@@ -21,7 +21,6 @@ options, in ``benchmark.jsonl``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
@@ -37,7 +36,6 @@ from . import render, tasks, world
 IMAGE_CAPTION_PROMPTS = ("Describe the image.", "What is in the image?", "Describe this image briefly.")
 VIDEO_CAPTION_PROMPTS = ("Describe the video.", "What happens in the video?", "Describe what happens, with times.")
 ANNOTATION_FILES = ("image_captions.jsonl", "video_captions.jsonl", "image_qa.jsonl", "video_qa.jsonl", "text.jsonl")
-PARALLEL_MIN_ITEMS = 256  # fewer media are rendered in-process: starting a worker costs seconds
 BENCHMARK_FILE = "benchmark.jsonl"
 FORMAT_VERSION = 1
 
@@ -181,75 +179,47 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="item", disable=not enabled, dynamic_ncols=True)
 
 
-def _render_chunk(spec: WorldSpec, out: Path, kind: str, indices: list[int]) -> int:
-    for i in indices:
-        if kind == "image":
-            render_image_file(spec, i, out / f"images/{i:06d}.png")
-        else:
-            render_video_file(spec, i, out / f"videos/{i:06d}.mp4")
-    return len(indices)
-
-
-def _render_media(spec: WorldSpec, out: Path, reuse_media: bool, workers: int, bar) -> None:
-    """Render every image and video not already there, on ``workers`` processes (items are independent
-    and each draws from its own random stream, so the files do not depend on the count)."""
-    missing = {
-        "image": [i for i in range(spec.images) if not (reuse_media and (out / f"images/{i:06d}.png").is_file())],
-        "video": [i for i in range(spec.videos) if not (reuse_media and (out / f"videos/{i:06d}.mp4").is_file())],
-    }
-    bar.update(spec.images + spec.videos - len(missing["image"]) - len(missing["video"]))
-    chunks = [(kind, idx[k : k + 64]) for kind, idx in missing.items() for k in range(0, len(idx), 64)]
-    if workers <= 1 or len(chunks) <= 1 or len(missing["image"]) + len(missing["video"]) < PARALLEL_MIN_ITEMS:
-        for kind, indices in chunks:
-            bar.update(_render_chunk(spec, out, kind, indices))
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    # spawn: the caller may be a training process with torch's threads running, which fork does not copy safely
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for done in as_completed([pool.submit(_render_chunk, spec, out, kind, idx) for kind, idx in chunks]):
-            bar.update(done.result())
-
-
 def write_dataset(
-    out: str | os.PathLike,
-    spec: WorldSpec,
-    progress: bool = True,
-    log: Callable[[str], None] | None = None,
-    workers: int | None = None,
+    out: str | os.PathLike, spec: WorldSpec, progress: bool = True, log: Callable[[str], None] | None = None
 ) -> dict[str, Path]:
     """Render every item of ``spec`` under ``out`` and write the annotation files; returns {name: path}.
 
     Media files that already exist are kept when the folder was written by the same generator (so a larger
     dataset with the same seed extends a smaller one); otherwise every item is rendered again. Annotation
-    files are rewritten. ``workers``: rendering processes (default: one per available core).
+    files are rewritten.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = _written_meta(out)
     reuse_media = written is not None and written.get("generator") == generator_fingerprint()
     (out / "meta.json").unlink(missing_ok=True)  # written last: a folder without it is incomplete
-    workers = workers or len(os.sched_getaffinity(0))
     files = {name: out / name for name in ANNOTATION_FILES}
+    handles = {name: open(path, "w") for name, path in files.items()}  # noqa: SIM115 - closed below
     bar = _progress(spec.images + spec.videos + spec.num_texts, "synthetic world", progress)
     try:
-        _render_media(spec, out, reuse_media, workers, bar)
-        with contextlib.ExitStack() as stack:
-            handles = {name: stack.enter_context(open(path, "w")) for name, path in files.items()}
-            for i in range(spec.images):
-                caption, qa = image_records(spec, i, f"images/{i:06d}.png")
-                handles["image_captions.jsonl"].write(json.dumps(caption) + "\n")
-                handles["image_qa.jsonl"].write(json.dumps(qa) + "\n")
-            for i in range(spec.videos):
-                caption, qa = video_records(spec, i, f"videos/{i:06d}.mp4")
-                handles["video_captions.jsonl"].write(json.dumps(caption) + "\n")
-                handles["video_qa.jsonl"].write(json.dumps(qa) + "\n")
-            for i in range(spec.num_texts):
-                handles["text.jsonl"].write(json.dumps(text_record(spec, i)) + "\n")
-                bar.update(1)
+        for i in range(spec.images):
+            rel = f"images/{i:06d}.png"
+            if not (reuse_media and (out / rel).is_file()):
+                render_image_file(spec, i, out / rel)
+            caption, qa = image_records(spec, i, rel)
+            handles["image_captions.jsonl"].write(json.dumps(caption) + "\n")
+            handles["image_qa.jsonl"].write(json.dumps(qa) + "\n")
+            bar.update(1)
+        for i in range(spec.videos):
+            rel = f"videos/{i:06d}.mp4"
+            if not (reuse_media and (out / rel).is_file()):
+                render_video_file(spec, i, out / rel)
+            caption, qa = video_records(spec, i, rel)
+            handles["video_captions.jsonl"].write(json.dumps(caption) + "\n")
+            handles["video_qa.jsonl"].write(json.dumps(qa) + "\n")
+            bar.update(1)
+        for i in range(spec.num_texts):
+            handles["text.jsonl"].write(json.dumps(text_record(spec, i)) + "\n")
+            bar.update(1)
     finally:
         bar.close()
+        for h in handles.values():
+            h.close()
     meta = {
         "format_version": FORMAT_VERSION,
         "generator": generator_fingerprint(),
