@@ -23,6 +23,8 @@ import importlib.util
 import torch
 import torch.nn.functional as F
 
+from .cpu_attention import sdpa
+
 BACKENDS = ("auto", "sdpa", "flash", "flex")
 # Upper bound on (segments x heads x length^2) scores one sdpa call may need if a kernel materialises them.
 _MAX_SCORES_PER_CALL = 1 << 28
@@ -98,7 +100,7 @@ def _grouped_sdpa(q, k, v, seq_lens, scale, dropout):
             def view(x, lo=lo, hi=hi, n=n, length=length):  # (n*length, H, D) -> (n, H, length, D)
                 return x[lo:hi].reshape(n, length, heads, head_dim).transpose(1, 2)
 
-            o = F.scaled_dot_product_attention(view(q), view(k), view(v), dropout_p=dropout, scale=scale)
+            o = sdpa(view(q), view(k), view(v), dropout_p=dropout, scale=scale)
             out[lo:hi] = o.transpose(1, 2).reshape(n * length, heads, head_dim)
     return out
 

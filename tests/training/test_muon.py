@@ -74,3 +74,29 @@ def test_muon_groups_hold_the_hidden_matrices_only(fixture_model):
 def test_momentum_out_of_range_is_a_clear_error():
     with pytest.raises(ValueError, match="muon_momentum"):
         MuonAdamW([torch.nn.Parameter(torch.zeros(2, 2))], momentum=1.0)
+
+
+def test_stacked_matrices_are_orthogonalized_one_by_one():
+    torch.manual_seed(0)
+    stack = torch.randn(3, 48, 20)
+    batched = orthogonalize(stack)
+    for matrix, result in zip(stack, batched):
+        torch.testing.assert_close(result, orthogonalize(matrix), rtol=1e-4, atol=1e-5)
+
+
+def test_muon_step_of_several_matrices_matches_one_matrix_at_a_time():
+    torch.manual_seed(0)
+    shapes = [(16, 24), (16, 24), (24, 16), (8, 8)]
+    grads = [torch.randn(*s) for s in shapes]
+    together = [torch.nn.Parameter(torch.zeros(*s)) for s in shapes]
+    alone = [torch.nn.Parameter(torch.zeros(*s)) for s in shapes]
+    optimizers = [MuonAdamW([{"params": [p], "muon": True}], lr=1e-2) for p in alone]
+    joint = MuonAdamW([{"params": together, "muon": True}], lr=1e-2)
+    for step in range(3):
+        for p, q, g in zip(together, alone, grads):
+            p.grad, q.grad = g * (step + 1), g * (step + 1)
+        joint.step()
+        for opt in optimizers:
+            opt.step()
+    for p, q in zip(together, alone):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)

@@ -30,17 +30,20 @@ def is_muon_parameter(name: str, param: torch.Tensor) -> bool:
 
 
 def orthogonalize(matrix: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
-    """Approximately ``U V^T`` for ``matrix = U S V^T`` (singular values pushed into about [0.7, 1.2])."""
+    """Approximately ``U V^T`` for ``matrix = U S V^T`` (singular values pushed into about [0.7, 1.2]).
+
+    ``matrix``: (A, B) or a stack (N, A, B) of matrices orthogonalised independently (one batched call
+    instead of N small ones: at the small model's widths a step is mostly per-call overhead)."""
     a, b, c = NEWTON_SCHULZ_COEFFICIENTS
     x = matrix.float()
-    transposed = x.shape[0] > x.shape[1]
+    transposed = x.shape[-2] > x.shape[-1]
     if transposed:  # iterate on the wide orientation: the Gram matrix is the smaller one
-        x = x.T
-    x = x / x.norm().clamp(min=eps)
+        x = x.mT
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)
     for _ in range(steps):
-        gram = x @ x.T  # (rows, rows)
+        gram = x @ x.mT  # (..., rows, rows)
         x = a * x + (b * gram + c * gram @ gram) @ x
-    return x.T if transposed else x
+    return x.mT if transposed else x
 
 
 def _full(tensor: torch.Tensor) -> torch.Tensor:
@@ -99,6 +102,7 @@ class MuonAdamW(torch.optim.Optimizer):
 
     def _muon_step(self, group: dict) -> None:
         lr, momentum = group["lr"], group["momentum"]
+        by_shape: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
         for param in group["params"]:
             if param.grad is None:
                 continue
@@ -107,11 +111,13 @@ class MuonAdamW(torch.optim.Optimizer):
                 state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
             buffer = state["momentum_buffer"]
             buffer.lerp_(param.grad, 1 - momentum)
-            nesterov = param.grad.lerp(buffer, momentum)
-            rows, cols = param.shape
-            update = _like(orthogonalize(_full(nesterov), group["ns_steps"]).to(param.dtype), param)
-            param.mul_(1 - lr * group["weight_decay"])
-            param.add_(update, alpha=-lr * 0.2 * math.sqrt(max(rows, cols)))
+            nesterov = _full(param.grad.lerp(buffer, momentum))
+            by_shape.setdefault(tuple(nesterov.shape), []).append((param, nesterov))
+        for (rows, cols), entries in by_shape.items():
+            updates = orthogonalize(torch.stack([n for _, n in entries]), group["ns_steps"])  # (N, rows, cols)
+            for (param, _), update in zip(entries, updates):
+                param.mul_(1 - lr * group["weight_decay"])
+                param.add_(_like(update.to(param.dtype), param), alpha=-lr * 0.2 * math.sqrt(max(rows, cols)))
 
     def _adamw_step(self, group: dict) -> None:
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]

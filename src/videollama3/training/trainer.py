@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..cpu_attention import use_in_llm
 from ..errors import ConfigError
 from .checkpointing import CheckpointManager, copy_processor_files, gather_full_state_dict, save_final_model
 from .data import BadSample, RankSampler, Sample, SampleOrder, SkipLog, SupervisedDataset, make_loader, resolve_sources
@@ -113,7 +114,10 @@ class StageTrainer:
         from .lora import quantization_kwargs
 
         s = self.stage
-        kwargs = {"dtype": torch.float32, "attn_implementation": s.train.attn_implementation}
+        attn = s.train.attn_implementation
+        if attn == "sdpa" and self.bf16 and self.env.device.type == "cpu":
+            attn = use_in_llm()  # the bf16 CPU backward of SDPA is several times slower than fp32's
+        kwargs = {"dtype": torch.float32, "attn_implementation": attn}
         if s.lora.enabled and s.lora.quantize is not None:  # QLoRA: quantized weights are placed while loading
             kwargs.update(quantization_kwargs(s.lora), device_map={"": self.env.device})
         model = VideoLLaMA3ForCausalLM.from_pretrained(self.init_checkpoint, **kwargs)
