@@ -1,9 +1,9 @@
 """Attention for training in bf16 on a CPU: the kernels run in fp32.
 
 PyTorch's CPU flash-attention backward is much slower in bf16 than in fp32 for the short sequences of
-small models: forward and backward of one vision-encoder layer over 256 frames of 36 patches take 91 ms in
-bf16 and 11 ms in fp32, and one LLM layer over 16 padded sequences of 100 tokens 20 ms against 5 ms
-(2-core CPU, torch 2.13; ``benchmarks/cpu_attention.py``). So while autograd records a bf16 attention on
+small models: forward and backward of one vision-encoder layer over 256 frames of 36 patches take 94 ms in
+bf16 and 13 ms in fp32, and one LLM layer over 16 sequences of 100 tokens 18 ms against 4 ms (2-core CPU,
+torch 2.13; ``benchmarks/cpu_attention.py``, docs/benchmarks.md). So while autograd records a bf16 attention on
 a CPU, :func:`sdpa` runs it in fp32 (more precise, not less) and returns the input dtype. Inference and
 GPUs are unchanged.
 
@@ -31,34 +31,31 @@ def runs_in_fp32(q: torch.Tensor) -> bool:
     )
 
 
+def _fp32(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    """Floating tensors (inputs, additive masks) in fp32; boolean masks and ``None`` as they are."""
+    return tensor.float() if tensor is not None and tensor.is_floating_point() else tensor
+
+
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs) -> torch.Tensor:
     """``F.scaled_dot_product_attention``, in fp32 when :func:`runs_in_fp32` (output in ``q``'s dtype)."""
     if not runs_in_fp32(q):
         return F.scaled_dot_product_attention(q, k, v, **kwargs)
-    mask = kwargs.get("attn_mask")
-    if mask is not None and mask.is_floating_point():
-        kwargs["attn_mask"] = mask.float()
+    if "attn_mask" in kwargs:
+        kwargs["attn_mask"] = _fp32(kwargs["attn_mask"])
     with torch.autocast("cpu", enabled=False):  # autocast would cast the inputs back to bf16
-        out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **kwargs)
+        out = F.scaled_dot_product_attention(_fp32(q), _fp32(k), _fp32(v), **kwargs)
     return out.to(q.dtype)
 
 
 def _llm_attention_forward(module, query, key, value, attention_mask, **kwargs):
-    """transformers' SDPA attention with :func:`sdpa` as the kernel (same signature and masks)."""
-    from transformers.integrations import sdpa_attention
+    """transformers' SDPA attention with :func:`sdpa`'s fp32 rule (same signature and masks)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if not runs_in_fp32(query):
-        return sdpa_attention.sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    with torch.autocast("cpu", enabled=False):
-        out, weights = sdpa_attention.sdpa_attention_forward(
-            module,
-            query.float(),
-            key.float(),
-            value.float(),
-            attention_mask.float()
-            if attention_mask is not None and attention_mask.is_floating_point()
-            else attention_mask,
-            **kwargs,
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    with torch.autocast("cpu", enabled=False):  # autocast would cast the inputs back to bf16
+        out, weights = sdpa_attention_forward(
+            module, _fp32(query), _fp32(key), _fp32(value), _fp32(attention_mask), **kwargs
         )
     return out.to(query.dtype), weights
 
