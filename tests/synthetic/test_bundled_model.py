@@ -27,7 +27,7 @@ def test_bundled_model_is_complete_and_small():
 
 
 # What the bundled model scores on benchmark seed 0, 400 questions (docs/experiments.md).
-DOCUMENTED = {"image": 67.0, "video": 63.0, "video_temporal": 63.0}
+DOCUMENTED = {"image": 68.0, "video": 63.5, "video_temporal": 63.5}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_bundled_model_scores_as_documented(held_out_metrics):
 
 
 @pytest.mark.xfail(
-    reason="not reached: image 67.0 %, video temporal 63.0 % (docs/experiments.md: open image questions 78 %, "
+    reason="not reached: image 68.0 %, video temporal 63.5 % (docs/experiments.md: open image questions 81 %, "
     "multiple choice at chance; the LLM, trained from scratch, does not learn to match its answer against the "
     "options within the 30-minute budget)",
     strict=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from videollama3.synthetic import perception, world
@@ -36,17 +37,29 @@ def test_labels_describe_the_picture():
             assert HEADS["colour"][labels["colour"]] == state[0].colour
 
 
-def test_pretraining_trains_the_encoder_only(tmp_path, tiny_size):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_pretraining_trains_the_encoder_only(tmp_path, tiny_size, precision):
     folder = build_initial_model(tmp_path / "random", tiny_size, seed=0, corpus_scale=0.02)
     from videollama3 import VideoLLaMA3ForCausalLM, VideoLLaMA3Processor
 
     model = VideoLLaMA3ForCausalLM.from_pretrained(folder)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    accuracy = perception.pretrain_encoder(model, VideoLLaMA3Processor.from_pretrained(folder), steps=3, batch_size=4)
+    processor = VideoLLaMA3Processor.from_pretrained(folder)
+    accuracy = perception.pretrain_encoder(model, processor, steps=3, batch_size=4, precision=precision)
     assert set(accuracy) == set(HEADS)
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("model.vision_encoder.") for k in changed)
+    assert all(v.dtype == torch.float32 for v in after.values())  # bf16 is autocast: the weights stay fp32
+
+
+def test_pretraining_rejects_an_unknown_precision(tmp_path, tiny_size):
+    folder = build_initial_model(tmp_path / "random", tiny_size, seed=0, corpus_scale=0.02)
+    from videollama3 import VideoLLaMA3ForCausalLM, VideoLLaMA3Processor
+
+    model = VideoLLaMA3ForCausalLM.from_pretrained(folder)
+    with pytest.raises(ValueError, match="precision 'fp16'"):
+        perception.pretrain_encoder(model, VideoLLaMA3Processor.from_pretrained(folder), steps=1, precision="fp16")
 
 
 def test_accuracy_counts_only_pictures_that_show_the_attribute():

@@ -139,3 +139,23 @@ def test_media_of_another_generator_is_rendered_again(tmp_path):
     (tmp_path / "meta.json").write_text(json.dumps({**meta, "generator": "0123456789ab"}))
     write_dataset(tmp_path, spec, progress=False)
     assert image.read_bytes() != b"stale" and writer.dataset_mismatch(tmp_path, spec) is None
+
+
+def test_initial_model_built_otherwise_is_not_reused(tmp_path):
+    """An initial model with another seed or perception pretraining stops the recipe before any work; it is kept."""
+    from videollama3.errors import ConfigError
+    from videollama3.training.distributed import DistEnv
+    from videollama3.training.recipe import load_recipe
+    from videollama3.training.runner import prepare_world
+
+    init = tmp_path / "run" / "init"
+    init.mkdir(parents=True)
+    (init / "config.json").write_text("{}")
+    (init / "synthetic_model.json").write_text(json.dumps({"seed": 0, "perception_steps": 17}))
+    recipe = load_recipe("synthetic", [f"output_dir={tmp_path / 'run'}"])
+    with pytest.raises(ConfigError, match=r"world.init_dir .*built with perception_steps 17 vs \d+"):
+        prepare_world(recipe, DistEnv())
+    assert not (tmp_path / "run" / "data").exists() and (init / "config.json").is_file()
+    (init / "synthetic_model.json").unlink()
+    with pytest.raises(ConfigError, match=r"world.init_dir .*no synthetic_model.json"):
+        prepare_world(recipe, DistEnv())

@@ -22,6 +22,7 @@ def test_reduced_recipe_loss_falls(tmp_path, tiny_size):
         "world.videos=4",
         "world.texts=8",
         "world.questions=4",
+        "world.perception_steps=0",  # the init above, built without perception pretraining
         f"export_dir={tmp_path / 'exported'}",  # never the bundled model's folder
         "train.global_batch_size=4",
         "train.micro_batch_tokens=1024",

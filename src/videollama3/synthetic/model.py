@@ -230,6 +230,7 @@ def build_initial_model(
     tokenizer_from: str | os.PathLike | None = None,
     corpus_scale: float = 1.0,
     perception_steps: int = 0,
+    perception_precision: str = "fp32",
 ) -> Path:
     """Write the small VideoLLaMA3 checkpoint training starts from (fp32), with its tokenizer and processor files:
     a random LLM and projector, and a vision encoder that is random or, with ``perception_steps``, pretrained
@@ -242,6 +243,7 @@ def build_initial_model(
         tokenizer_from: a folder whose tokenizer files to reuse instead of training a new tokenizer.
         corpus_scale: fraction of the default tokenizer corpus to train on (when training one).
         perception_steps: steps of perception pretraining of the encoder (0: leave it random).
+        perception_precision: "fp32", or "bf16" for bf16 autocast with fp32 weights (faster on most CPUs).
     """
     import shutil
 
@@ -270,11 +272,16 @@ def build_initial_model(
     processor_files(folder)
     info = {"size": asdict(size), "seed": seed, "perception_steps": perception_steps}
     if perception_steps:
+        info["perception_precision"] = perception_precision
         from ..processing import VideoLLaMA3Processor
         from .perception import pretrain_encoder
 
         info["perception_accuracy"] = pretrain_encoder(
-            model, VideoLLaMA3Processor.from_pretrained(folder), steps=perception_steps, seed=seed
+            model,
+            VideoLLaMA3Processor.from_pretrained(folder),
+            steps=perception_steps,
+            seed=seed,
+            precision=perception_precision,
         )
     model.save_pretrained(folder)
     (folder / "synthetic_model.json").write_text(json.dumps(info, indent=2) + "\n")

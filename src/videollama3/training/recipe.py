@@ -188,6 +188,7 @@ class WorldConfig:
     texts: int = 4000
     questions: int = 8
     perception_steps: int = 0  # perception pretraining of the initial model's encoder (0: random encoder)
+    perception_precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast, fp32 weights
 
 
 @dataclass
