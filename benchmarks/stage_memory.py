@@ -6,7 +6,7 @@ With glibc's malloc the resident memory of a CPU run grows step after step and t
 it; run the same command under another allocator to compare (docs/benchmarks.md, "Training").
 
 Usage (from the repository root, after ``videollama3 train synthetic`` has written stage 2; the stage
-starts from ``--init`` and writes to ``--out``, never to the recipe's own folders)::
+starts from ``--init`` and writes to a temporary folder, never to the recipe's own folders)::
 
     python benchmarks/stage_memory.py --stage stage3 --init runs/synthetic/stage2/final --steps 250
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 python benchmarks/stage_memory.py ...  # jemalloc
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
+import tempfile
 from pathlib import Path
 
 from videollama3.training.distributed import destroy_distributed, init_distributed
@@ -40,7 +40,6 @@ def main() -> None:
     parser.add_argument("--recipe", default="synthetic", help="packaged recipe name or YAML path")
     parser.add_argument("--stage", default="stage3", help="the stage to run")
     parser.add_argument("--init", required=True, help="checkpoint folder the stage starts from")
-    parser.add_argument("--out", default="/tmp/stage-memory", help="scratch folder for the stage's output")
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--every", type=int, default=25, help="report every this many steps")
     parser.add_argument("--set", action="append", default=[], help="recipe override KEY=VALUE (repeatable)")
@@ -52,7 +51,6 @@ def main() -> None:
         parser.error(f"--stage {args.stage}: the recipe has {[s.name for s in recipe.stages]}")
     if not Path(args.init, "config.json").is_file():
         parser.error(f"--init {args.init}: not a checkpoint folder (no config.json)")
-    shutil.rmtree(args.out, ignore_errors=True)
 
     times = []
 
@@ -66,7 +64,8 @@ def main() -> None:
 
     env = init_distributed()
     try:
-        StageTrainer(stage, args.init, args.out, recipe.seed, env, [report]).train()
+        with tempfile.TemporaryDirectory(prefix="stage-memory-") as scratch:
+            StageTrainer(stage, args.init, scratch, recipe.seed, env, [report]).train()
     finally:
         destroy_distributed()
 

@@ -51,6 +51,9 @@ class ModelSize:
 
 
 # ---------------------------------------------------------------------------------------------- text corpus
+INFO_FILE = "synthetic_model.json"  # how an initial model was built (size, seed, perception)
+
+
 def corpus(seed: int = 0, images: int = 3000, videos: int = 1500, texts: int = 1500) -> Iterator[str]:
     """Text of the synthetic world (captions, questions with their options, answers, text-only data and
     the chat template's fixed strings), without rendering any pixels."""
@@ -284,5 +287,25 @@ def build_initial_model(
             precision=perception_precision,
         )
     model.save_pretrained(folder)
-    (folder / "synthetic_model.json").write_text(json.dumps(info, indent=2) + "\n")
+    (folder / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return folder
+
+
+def initial_model_mismatch(
+    folder: str | os.PathLike, seed: int = 0, perception_steps: int = 0, perception_precision: str = "fp32"
+) -> str | None:
+    """Why the initial model already in ``folder`` is not the one :func:`build_initial_model` would write
+    with these arguments (``None``: it is, or there is none)."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        return None
+    if not (folder / INFO_FILE).is_file():
+        return f"it has no {INFO_FILE}, so how it was built is unknown"
+    info = json.loads((folder / INFO_FILE).read_text())
+    built = {"seed": info.get("seed"), "perception_steps": info.get("perception_steps")}
+    wanted = {"seed": seed, "perception_steps": perception_steps}
+    if perception_steps:  # written since bf16 became an option; fp32 before
+        built["perception_precision"] = info.get("perception_precision", "fp32")
+        wanted["perception_precision"] = perception_precision
+    differing = [f"{key} {built[key]!r} vs {value!r}" for key, value in wanted.items() if built[key] != value]
+    return "it was built with " + ", ".join(differing) if differing else None

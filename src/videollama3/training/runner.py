@@ -7,7 +7,6 @@ resumes stage 3 from its latest checkpoint), unless ``overwrite`` is set: the st
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 
 from ..errors import ConfigError
 from .distributed import DistEnv, barrier, destroy_distributed, init_distributed
-from .recipe import InitConfig, Recipe, WorldConfig
+from .recipe import InitConfig, Recipe
 from .trainer import StageResult, StageTrainer, StepCallback
 
 
@@ -36,6 +35,7 @@ def prepare_synthetic(recipe: Recipe, env: DistEnv) -> None:
 
 def prepare_world(recipe: Recipe, env: DistEnv) -> None:
     """Render the synthetic world's data and write the random small model of a recipe with ``world``, once."""
+    from ..synthetic.model import build_initial_model, initial_model_mismatch
     from ..synthetic.writer import WorldSpec, dataset_mismatch, write_dataset
 
     world = recipe.world
@@ -55,7 +55,12 @@ def prepare_world(recipe: Recipe, env: DistEnv) -> None:
             f"world.data_dir {data}: {stale}, so it and the model trained on it do not match this recipe. "
             f"Move or delete {recipe.output_dir} (or set output_dir elsewhere) and run the recipe again."
         )
-    stale = initial_model_mismatch(init, world)
+    stale = initial_model_mismatch(
+        init,
+        seed=world.seed,
+        perception_steps=world.perception_steps,
+        perception_precision=world.perception_precision,
+    )
     if stale:
         raise ConfigError(
             f"world.init_dir {init}: {stale}, so the stages trained from it do not match this recipe. "
@@ -65,8 +70,6 @@ def prepare_world(recipe: Recipe, env: DistEnv) -> None:
         print(f"rendering the synthetic world's training data to {data}", flush=True)
         write_dataset(data, spec)
     if env.is_main and not (init / "config.json").is_file():
-        from ..synthetic.model import build_initial_model
-
         print(f"writing the small model training starts from to {init}", flush=True)
         build_initial_model(
             init,
@@ -75,24 +78,6 @@ def prepare_world(recipe: Recipe, env: DistEnv) -> None:
             perception_precision=world.perception_precision,
         )
     barrier(env)
-
-
-def initial_model_mismatch(folder: Path, world: WorldConfig) -> str | None:
-    """Why the initial model already in ``folder`` is not the one ``world`` would write (``None``: it is,
-    or there is none)."""
-    if not (folder / "config.json").is_file():
-        return None
-    info_file = folder / "synthetic_model.json"
-    if not info_file.is_file():
-        return "it has no synthetic_model.json, so how it was built is unknown"
-    info = json.loads(info_file.read_text())
-    built = {"seed": info.get("seed"), "perception_steps": info.get("perception_steps")}
-    wanted = {"seed": world.seed, "perception_steps": world.perception_steps}
-    if world.perception_steps:  # written since bf16 became an option; fp32 before
-        built["perception_precision"] = info.get("perception_precision", "fp32")
-        wanted["perception_precision"] = world.perception_precision
-    differing = [f"{key} {built[key]!r} vs {value!r}" for key, value in wanted.items() if built[key] != value]
-    return "it was built with " + ", ".join(differing) if differing else None
 
 
 def export_final(recipe: Recipe, env: DistEnv) -> None:
