@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import VideoLLaMA3Error
 
     args = build_parser().parse_args(argv)
+    args.command_line = sys.argv[1:] if argv is None else None  # set when this process is the command itself
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)

@@ -3,6 +3,9 @@
 RECIPE is a YAML file or the name of a packaged recipe (``videollama3 train --help`` lists them, from the
 package's ``recipes`` folder).
 Launch under ``torchrun`` for several GPUs / nodes; see docs/training.md.
+
+On a Linux CPU with jemalloc installed the command restarts itself with jemalloc as the allocator (faster
+steps, flat memory; ``VIDEOLLAMA3_ALLOCATOR=system`` keeps the system's, see videollama3.allocator).
 """
 
 from __future__ import annotations
@@ -40,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
     if args.print_only:
         print(yaml.safe_dump(recipe.to_dict(), sort_keys=False), end="")
         return 0
+    if getattr(args, "command_line", None) is not None:
+        import torch
+
+        from ..allocator import reexec_with_jemalloc
+
+        reexec_with_jemalloc(args.command_line, uses_accelerator=torch.cuda.is_available())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from ..training.runner import run_recipe
 
