@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .errors import ConfigError
@@ -32,7 +32,7 @@ JEMALLOC_PATHS = (
 )
 
 
-def allocator_choice(environ: os._Environ | dict[str, str] = os.environ) -> str:
+def allocator_choice(environ: Mapping[str, str] = os.environ) -> str:
     """The ``VIDEOLLAMA3_ALLOCATOR`` setting (``auto`` when unset); a ConfigError for any other value."""
     choice = environ.get(ALLOCATOR_ENV, "auto").strip().lower() or "auto"
     if choice not in CHOICES:
@@ -55,7 +55,7 @@ def jemalloc_loaded() -> bool:
 
 def jemalloc_environment(
     uses_accelerator: bool,
-    environ: os._Environ | dict[str, str] = os.environ,
+    environ: Mapping[str, str] = os.environ,
     platform: str = sys.platform,
     candidates: Sequence[str] | None = None,
 ) -> dict[str, str] | None:
