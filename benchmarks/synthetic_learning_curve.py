@@ -61,6 +61,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from videollama3.synthetic import evaluate
+    from videollama3.training.checkpointing import STEP_DIR
 
     done = set()
     if args.jsonl.is_file():
@@ -70,11 +71,8 @@ def main() -> None:
         final = stage_dir / "final"
         if not (final / "config.json").is_file():
             parser.error(f"{final}: no final model (the stage has not finished)")
-        points = [
-            (int(c.name.removeprefix("step-")), c)
-            for c in sorted((stage_dir / "checkpoints").glob("step-*"))
-            if int(c.name.removeprefix("step-")) % args.every == 0
-        ]
+        saved = [(int(m[1]), c) for c in (stage_dir / "checkpoints").glob("step-*") if (m := STEP_DIR.match(c.name))]
+        points = [(step, c) for step, c in saved if step % args.every == 0]
         points.append((final_step(stage_dir), None))
         for step, checkpoint in sorted(dict(points).items()):
             if (stage, step) in done:

@@ -45,14 +45,6 @@ def find_jemalloc(candidates: Sequence[str] | None = None) -> str | None:
     return next((path for path in candidates or JEMALLOC_PATHS if Path(path).is_file()), None)
 
 
-def jemalloc_loaded() -> bool:
-    """Whether this process runs with jemalloc (preloaded, or linked in)."""
-    try:
-        return "jemalloc" in Path("/proc/self/maps").read_text()
-    except OSError:
-        return "jemalloc" in os.environ.get("LD_PRELOAD", "")
-
-
 def jemalloc_environment(
     uses_accelerator: bool,
     environ: Mapping[str, str] = os.environ,
@@ -64,6 +56,7 @@ def jemalloc_environment(
     ``uses_accelerator``: the process trains on a GPU (measured only on CPU, so ``auto`` leaves GPU runs
     alone). Raises ConfigError when jemalloc is required but missing or not possible here."""
     choice = allocator_choice(environ)
+    candidates = candidates or JEMALLOC_PATHS
     if choice == "system" or "jemalloc" in environ.get("LD_PRELOAD", ""):
         return None  # asked not to, or already preloaded (also what stops a second re-execution)
     if choice == "auto" and (platform != "linux" or uses_accelerator):
@@ -75,7 +68,7 @@ def jemalloc_environment(
         if choice == "auto":
             return None
         raise ConfigError(
-            f"{ALLOCATOR_ENV}=jemalloc: no jemalloc library found (looked for {', '.join(candidates or JEMALLOC_PATHS)}); "
+            f"{ALLOCATOR_ENV}=jemalloc: no jemalloc library found (looked for {', '.join(candidates)}); "
             "install it (Debian / Ubuntu: apt install libjemalloc2) or unset the variable"
         )
     preload = environ.get("LD_PRELOAD", "")
