@@ -10,11 +10,13 @@ starts from ``--init`` and writes to a temporary folder, never to the recipe's o
 
     python benchmarks/stage_memory.py --stage stage3 --init runs/synthetic/stage2/final --steps 250
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 python benchmarks/stage_memory.py ...  # jemalloc
+    python benchmarks/stage_memory.py ... --malloc-trim-every 25  # glibc, trimming the heap
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import statistics
 import tempfile
@@ -43,6 +45,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--every", type=int, default=25, help="report every this many steps")
     parser.add_argument("--set", action="append", default=[], help="recipe override KEY=VALUE (repeatable)")
+    parser.add_argument(
+        "--malloc-trim-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="call glibc's malloc_trim(0) after every N steps (default 0: never)",
+    )
     args = parser.parse_args()
 
     recipe = load_recipe(args.recipe, [*args.set, f"train.max_steps={args.steps}", "train.progress_bar=false"])
@@ -53,8 +62,11 @@ def main() -> None:
         parser.error(f"--init {args.init}: not a checkpoint folder (no config.json)")
 
     times = []
+    libc = ctypes.CDLL("libc.so.6") if args.malloc_trim_every else None
 
     def report(step: int, stats: dict) -> None:
+        if libc is not None and step % args.malloc_trim_every == 0:
+            libc.malloc_trim(0)  # give freed heap pages back to the system
         times.append(stats["step_s"])
         if step % args.every == 0:
             rss = resident_bytes() / 2**30
