@@ -40,7 +40,7 @@ from fractions import Fraction
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO.parent / "shared" / "fixtures" / "parity" / "model"  # any VideoLLaMA3 processor folder
+DEFAULT_MODEL = REPO / "tests" / "fixtures" / "parity" / "model"  # any VideoLLaMA3 processor folder
 FPS, MAX_FRAMES = 1, 180
 METHODS = ("ours", "official", "official-ffmpeg", "native")
 

@@ -31,7 +31,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "parity"
+FIXTURES = ROOT / "tests" / "fixtures" / "parity"
 
 # The request mix (cycled; each client starts at a different offset).
 WORKLOAD = [

@@ -9,13 +9,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from parity_fixtures import FIXTURE_MODEL, FIXTURES  # noqa: E402
+from parity_fixtures import FIXTURE_MODEL  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def fixture_model():
     from videollama3 import VideoLLaMA3ForCausalLM
 
-    if not FIXTURE_MODEL.is_dir():
-        pytest.skip(f"parity fixtures not found at {FIXTURES}")
     return VideoLLaMA3ForCausalLM.from_pretrained(FIXTURE_MODEL).eval()

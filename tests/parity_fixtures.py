@@ -1,4 +1,4 @@
-"""Paths and loaders of the parity fixtures beside the checkout.
+"""Paths and loaders of the parity fixtures (tests/fixtures/parity, a copy of the reference outputs).
 
 A uniquely named module rather than ``conftest``: several test folders have a conftest.py, and
 ``from conftest import ...`` would resolve to whichever was imported first.
@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "parity"
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "parity"
 FIXTURE_MODEL = FIXTURES / "model"
 PAD_ID = 486  # the fixture config's pad_token_id
-CASE_NAMES = sorted(p.name for p in (FIXTURES / "cases").iterdir()) if (FIXTURES / "cases").is_dir() else []
+CASE_NAMES = sorted(p.name for p in (FIXTURES / "cases").iterdir())
 
 
 def load_case(name: str) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -22,7 +22,7 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
-FIXTURE_MODEL = REPO_ROOT.parent / "shared" / "fixtures" / "parity" / "model"
+FIXTURE_MODEL = REPO_ROOT / "tests" / "fixtures" / "parity" / "model"
 SCRIPTED = f"{HERE / 'scripted_predictor.py'}:ScriptedPredictor"
 
 

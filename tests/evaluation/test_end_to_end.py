@@ -12,8 +12,6 @@ import json
 import pytest
 from eval_helpers import BUILDERS, FIXTURE_MODEL, build_mvbench, predictions, run_eval, scores
 
-pytestmark = pytest.mark.skipif(not FIXTURE_MODEL.is_dir(), reason="parity fixtures not found")
-
 REAL = ["--model", str(FIXTURE_MODEL), "--device", "cpu", "--max-new-tokens", "3"]
 
 

@@ -108,7 +108,6 @@ def test_stop_strings():
     assert apply_stop_strings("abc", "") == "abc"
 
 
-@pytest.mark.skipif(not FIXTURE_MODEL.is_dir(), reason="parity fixtures not found")
 def test_real_model_through_the_lmms_class(docs):
     model = VideoLLaMA3Local(pretrained=str(FIXTURE_MODEL), device="cpu", max_new_tokens=3, batch_size=2)
     model.task_dict = docs

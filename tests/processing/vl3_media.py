@@ -20,9 +20,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "parity"
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "parity"
 FIXTURE_MODEL = FIXTURES / "model"
-CASE_NAMES = sorted(p.name for p in (FIXTURES / "cases").iterdir()) if (FIXTURES / "cases").is_dir() else []
+CASE_NAMES = sorted(p.name for p in (FIXTURES / "cases").iterdir())
 
 
 def load_case(name: str) -> tuple[dict, dict, dict]:

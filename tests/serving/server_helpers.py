@@ -10,9 +10,9 @@ from pathlib import Path
 
 import requests
 
-# The parity fixtures beside the checkout (as in tests/conftest.py, which this folder's conftest shadows).
+# The parity fixtures in the repository (as in tests/parity_fixtures.py).
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "parity"
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "parity"
 FIXTURE_MODEL = FIXTURES / "model"
 MEDIA = FIXTURES / "media"
 API_KEY = "sk-test-0123456789"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "parity"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
 FIXTURE_MODEL = FIXTURES / "model"
 FIXTURE_MEDIA = FIXTURES / "media"
 
