@@ -80,6 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     runtime.add_argument(
         "--dist-timeout", type=_positive_float, default=4 * 3600, help="seconds a process waits for the others (14400)"
     )
+    runtime.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on any data problem a reader reports (empty files, missing media...) instead of recording it",
+    )
     runtime.add_argument("--no-progress", action="store_true", help="no progress bars")
     runtime.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     judge = parser.add_argument_group(
@@ -146,5 +151,6 @@ def run(args: argparse.Namespace) -> int:
         judge=judge_from_args(args.judge_endpoint, args.judge_model, args.judge_api_key_env),
         dist_timeout=args.dist_timeout,
         show_progress=not args.no_progress,
+        strict=args.strict,
     )
     return 0

@@ -42,6 +42,25 @@ class DatasetError(EvaluationError):
 
 
 @dataclass(frozen=True)
+class DataProblem:
+    """Something wrong in a dataset copy that a reader worked around instead of failing the run.
+
+    Readers never drop data silently: an empty question file, a missing image, an answer that is not
+    among the options... is reported with :meth:`Benchmark.report`. The runner writes the problems into
+    the results (``scores.json``: ``data_problems``) and the summary, and ``--strict`` makes any of them
+    an error.
+
+    Attributes:
+        kind: a short machine name: ``"empty_file"``, ``"missing_media"``, ``"answer_not_in_options"``,
+            ``"question_count_shortfall"``, ``"malformed_record"``...
+        detail: a human sentence naming the file / sample id and the reason.
+    """
+
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class EvalSettings:
     """How the model is run. Defaults are the official VideoLLaMA3 evaluation settings.
 
@@ -149,6 +168,42 @@ class Benchmark(ABC):
         self.name = name or type(self).__name__.lower()
         self.options = options
         self.judge: Any = None  # set by the runner for benchmarks that require one
+        self.problems: list[DataProblem] = []  # what load() found wrong in the data (the runner clears it)
+
+    def report(self, kind: str, detail: str) -> None:
+        """Record a data problem (see :class:`DataProblem`); the reader goes on without the bad part."""
+        self.problems.append(DataProblem(kind, detail))
+
+    def check_count(self, loaded: int, published: int, what: str) -> None:
+        """Report ``question_count_shortfall`` when fewer than the published number of questions loaded.
+
+        The rule: call this only where the files read are meant to hold the whole published set (no
+        subset or variant option of the reader narrowed it; ``--limit`` is applied by the runner after
+        loading, so it does not count). A copy that loads fewer questions than the benchmark publishes
+        is then incomplete or damaged, and its scores are not comparable with published ones. More
+        questions than published are not reported (a later release may add some).
+
+        Args:
+            loaded: questions this reader loaded.
+            published: the number the benchmark publishes for the full set.
+            what: the set and file(s), for the message (e.g. ``"OCRBench.json"``).
+        """
+        if loaded < published:
+            self.report(
+                "question_count_shortfall",
+                f"{what}: {loaded} questions loaded, {published} published ({published - loaded} missing)",
+            )
+
+    def check_media(self, path: str | Path, sample_id: str) -> bool:
+        """Whether the media file ``path`` of ``sample_id`` exists; reports ``missing_media`` when not.
+
+        The sample is kept either way: a missing file fails that sample at inference time (recorded as a
+        failed prediction, scored as wrong), never the whole load.
+        """
+        if Path(path).exists():
+            return True
+        self.report("missing_media", f"{sample_id}: {path} does not exist")
+        return False
 
     @abstractmethod
     def load(self, data_root: str | Path) -> list[Sample]:

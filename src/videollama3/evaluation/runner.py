@@ -36,7 +36,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from .base import Benchmark, EvalSettings, EvaluationError, Prediction, Sample
+from .base import Benchmark, DataProblem, EvalSettings, EvaluationError, Prediction, Sample
 from .io import iter_jsonl_records
 from .predictors import Predictor, Request
 from .registry import get_benchmark
@@ -48,6 +48,7 @@ SCORES = "scores.json"
 RUN_INFO = "run.json"
 SUMMARY = "summary.json"
 DEFAULT_DIST_TIMEOUT = 4 * 3600  # seconds; ranks that finish early wait this long for the slowest one
+MAX_PROBLEM_DETAILS = 50  # details kept in scores.json; the counts cover all of them
 
 
 # --------------------------------------------------------------------------------------------------
@@ -345,6 +346,37 @@ def _write_predictions(run: BenchmarkRun, records: dict[str, dict[str, Any]], pr
         journal.unlink()
 
 
+def problems_report(problems: list[DataProblem]) -> dict[str, Any]:
+    """The data problems of a load as results JSON: counts per kind and the first details."""
+    kinds: dict[str, int] = {}
+    for problem in problems:
+        kinds[problem.kind] = kinds.get(problem.kind, 0) + 1
+    return {
+        "counts": dict(sorted(kinds.items())),
+        "details": [f"{p.kind}: {p.detail}" for p in problems[:MAX_PROBLEM_DETAILS]],
+    }
+
+
+def load_benchmark(name: str, benchmark: Benchmark, root: Path, strict: bool = False) -> list[Sample]:
+    """``benchmark.load(root)`` with the checks every run makes: unique ids, some samples, and the data
+    problems the reader reported (``benchmark.problems``; with ``strict`` any of them is an error)."""
+    benchmark.problems.clear()
+    samples = benchmark.load(root)
+    ids = [s.id for s in samples]
+    if len(set(ids)) != len(ids):
+        raise EvaluationError(f"{name}: duplicate sample ids in {root}")
+    if strict and benchmark.problems:
+        report = problems_report(benchmark.problems)
+        counts = ", ".join(f"{kind}={n}" for kind, n in report["counts"].items())
+        details = "; ".join(report["details"][:5])
+        raise EvaluationError(
+            f"{name}: {len(benchmark.problems)} data problems in {root} (--strict): {counts}: {details}"
+        )
+    if not samples:
+        raise EvaluationError(f"{name}: no samples found in {root}")
+    return samples
+
+
 # --------------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------------
@@ -365,6 +397,7 @@ def evaluate(
     dist_timeout: float = DEFAULT_DIST_TIMEOUT,
     show_progress: bool = True,
     print_summary: bool = True,
+    strict: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate one model on ``benchmarks``; returns ``{benchmark: scores}`` on rank 0 ({} elsewhere).
 
@@ -380,6 +413,8 @@ def evaluate(
         overwrite: discard earlier predictions instead of resuming.
         rescore: score the predictions on disk without running anything.
         judge: the LLM judge for benchmarks that require one.
+        strict: any data problem a reader reports (empty file, missing media...) is an error instead
+            of being recorded in the results.
     """
     settings = settings or EvalSettings()
     if limit is not None and limit < 1:
@@ -403,6 +438,7 @@ def evaluate(
             judge,
             show_progress,
             print_summary,
+            strict,
         )
     finally:
         dist.close()
@@ -422,6 +458,7 @@ def _evaluate(
     judge,
     show_progress,
     print_summary,
+    strict=False,
 ) -> dict[str, dict[str, Any]]:
     # 1. Load every benchmark (each rank reads the annotations: they are small; media stay on disk).
     def prepare() -> list[BenchmarkRun]:
@@ -434,12 +471,7 @@ def _evaluate(
             root = resolve_data_root(data_root, name, benchmark, several=len(set(names)) > 1)
             if not root.is_dir():
                 raise EvaluationError(f"{name}: data root {root} is not a folder")
-            samples = benchmark.load(root)
-            ids = [s.id for s in samples]
-            if len(set(ids)) != len(ids):
-                raise EvaluationError(f"{name}: duplicate sample ids in {root}")
-            if not samples:
-                raise EvaluationError(f"{name}: no samples found in {root}")
+            samples = load_benchmark(name, benchmark, root, strict)
             samples = samples[:limit] if limit else samples
             runs.append(BenchmarkRun(name, benchmark, samples, output / name, root))
         return runs
@@ -515,6 +547,7 @@ def _evaluate(
             "limit": limit,
             "world_size": dist.world_size,
             "submission": str(submission) if submission else None,
+            "data_problems": problems_report(run.benchmark.problems),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "versions": _versions(),
         }
@@ -550,6 +583,7 @@ def _update_summary(output: Path, results: dict[str, dict[str, Any]]) -> None:
             "settings": scores["settings"],
             "model": scores["model"],
             "created": scores["created"],
+            "data_problems": scores.get("data_problems", {}).get("counts", {}),
         }
     output.mkdir(parents=True, exist_ok=True)
     _write_json(path, summary)
@@ -589,4 +623,10 @@ def format_summary(results: dict[str, dict[str, Any]]) -> str:
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    for name, scores in results.items():
+        # One line per benchmark whose data had problems, so an incomplete copy is seen next to its score.
+        problem_counts = scores.get("data_problems", {}).get("counts", {})
+        if problem_counts:
+            listed = ", ".join(f"{kind}={n}" for kind, n in problem_counts.items())
+            out.append(f"{name}: data problems: {listed} (details in {name}/{SCORES})")
     return "\n".join(out)
