@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("videollama3.cli.synth", "generate the synthetic visual world (images, videos, annotations)"),
     "serve": ("videollama3.cli.serve", "OpenAI-compatible HTTP server with a web page"),
     "eval": ("videollama3.cli.eval", "evaluate a checkpoint on benchmarks"),
+    "infer": ("videollama3.cli.infer", "answer every conversation of a JSONL file (batched, resumable, torchrun)"),
 }
 
 

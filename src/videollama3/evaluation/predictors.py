@@ -20,13 +20,33 @@ from typing import Any, Protocol
 from .base import Conversation, EvalSettings, EvaluationError
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """Sampled decoding of one request (a request without one is decoded greedily).
+
+    ``seed`` seeds the request's own draw, so a sampled answer depends neither on its batch mates nor on
+    the process that made it: :class:`ModelPredictor` runs each sampled request on its own.
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0: no top-k filtering
+    seed: int = 0
+
+
 @dataclass
 class Request:
-    """One sample to answer: its id (for logs and scripted predictors), conversation and length limit."""
+    """One sample to answer: its id (for logs and scripted predictors), conversation and length limit.
+
+    ``media_root`` is the folder relative media paths of the conversation are read from (None: the working
+    directory); requests answered in one call must share it. ``sampling`` None means greedy decoding.
+    """
 
     id: str
     conversation: Conversation
     max_new_tokens: int
+    media_root: str | None = None
+    sampling: Sampling | None = None
 
 
 class Predictor(Protocol):
@@ -93,6 +113,14 @@ class ModelPredictor:
 
     def generate(self, requests: list[Request]) -> list[str]:
         torch = self._torch
+        if len(requests) > 1 and any(r.sampling is not None for r in requests):
+            # A seeded draw must not depend on its batch mates: sampled requests run alone, greedy ones together.
+            greedy = [r for r in requests if r.sampling is None]
+            greedy_answers = iter(self.generate(greedy) if greedy else [])
+            return [next(greedy_answers) if r.sampling is None else self.generate([r])[0] for r in requests]
+        media_roots = {r.media_root for r in requests}
+        if len(media_roots) > 1:
+            raise EvaluationError(f"requests answered together must share one media_root, got {sorted(media_roots)}")
         conversations = [r.conversation for r in requests]
         inputs = self.processor(
             conversation=conversations if len(conversations) > 1 else conversations[0],
@@ -100,23 +128,29 @@ class ModelPredictor:
             add_generation_prompt=True,
             return_tensors="pt",
             max_tokens=self.settings.max_visual_tokens,
+            media_root=media_roots.pop(),
         )
         inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in dict(inputs).items()}
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         limits = [r.max_new_tokens for r in requests]
+        sampling = requests[0].sampling
+        if sampling is None:
+            # The checkpoint's generation config may hold sampling parameters: greedy ignores them.
+            decoding = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        else:
+            decoding = {
+                "do_sample": True,
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "top_k": sampling.top_k,
+            }
+            torch.manual_seed(sampling.seed)
         with torch.inference_mode():
             output_ids = self.model.generate(
-                **inputs,
-                max_new_tokens=max(limits),
-                do_sample=False,
-                # The checkpoint's generation config may hold sampling parameters: greedy ignores them.
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                pad_token_id=self.pad_token_id,
+                **inputs, max_new_tokens=max(limits), pad_token_id=self.pad_token_id, **decoding
             )
-        # Greedy decoding of one row does not depend on the others, so a shorter limit is a prefix.
+        # Decoding of one row does not depend on the others, so a shorter limit is a prefix.
         rows = [ids[:limit] for ids, limit in zip(output_ids.tolist(), limits)]
         return [text.strip() for text in self.processor.batch_decode(rows, skip_special_tokens=True)]
 

@@ -247,6 +247,12 @@ def _free_accelerator_memory() -> None:
         torch.cuda.empty_cache()
 
 
+# Public names for other jobs built on the same machinery (videollama3.evaluation.batch_inference).
+run_checked = _run_checked
+answer_requests = _answer
+format_error = _format_error
+
+
 def _infer(
     run: BenchmarkRun,
     predictor: Predictor,
