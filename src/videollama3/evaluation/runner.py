@@ -250,7 +250,6 @@ def _free_accelerator_memory() -> None:
 # Public names for other jobs built on the same machinery (videollama3.evaluation.batch_inference).
 run_checked = _run_checked
 answer_requests = _answer
-format_error = _format_error
 
 
 def _infer(
