@@ -9,7 +9,9 @@ Layout (``egoschema/EgoSchema`` GitHub release; ``lmms-lab/egoschema`` holds the
 
 Only the subset's answers are public: ``egoschema`` scores those 500 questions locally;
 ``egoschema_full`` answers all 5,031 and writes the Kaggle submission file (``q_uid,answer``), scoring the
-subset part of it.
+subset part of it. Records without a question or an option, answers outside 0-4 and subset answers whose
+question is missing are reported as data problems (early versions of ``questions.json`` had no
+``question`` field).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from ..io import find_video, first_existing, read_json
 from .common import MultipleChoiceBenchmark
 
 LETTERS = "ABCDE"
+PUBLISHED_QUESTIONS = 5031
+OPTION_KEYS = tuple(f"option {i}" for i in range(5))
 
 
 class EgoSchema(MultipleChoiceBenchmark):
@@ -52,26 +56,52 @@ class EgoSchema(MultipleChoiceBenchmark):
         root = Path(data_root)
         questions = read_json(root / "questions.json")
         answers_file = root / "subset_answers.json"
-        answers = {str(k): int(v) for k, v in read_json(answers_file).items()} if answers_file.exists() else {}
+        answers = self._answers(read_json(answers_file)) if answers_file.exists() else {}
         if self.subset and not answers:
             raise DatasetError(f"{root}: subset_answers.json is needed to score the EgoSchema subset")
+        if not questions:
+            self.report("empty_file", "questions.json holds no questions")
         video_dir = first_existing(root / "good_clips_git", root / "videos") or root / "good_clips_git"
         samples = []
-        for record in questions:
+        for index, record in enumerate(questions):
+            missing = [key for key in ("q_uid", "question", *OPTION_KEYS) if key not in record]
+            if missing:
+                self.report("malformed_record", f"questions.json[{index}]: no {', '.join(missing)}; skipped")
+                continue
             uid = str(record["q_uid"])
             if self.subset and uid not in answers:
                 continue
             answer = answers.get(uid)
+            video = find_video(video_dir, uid)
+            self.check_media(video, uid)
             samples.append(
                 Sample(
                     id=uid,
                     question=record["question"],
                     answer=LETTERS[answer] if answer is not None else None,
-                    options=[str(record[f"option {i}"]) for i in range(5)],
-                    media=[video_media(find_video(video_dir, uid))],
+                    options=[str(record[key]) for key in OPTION_KEYS],
+                    media=[video_media(video)],
                 )
             )
+        if self.subset:
+            self.check_count(len(samples), len(answers), "questions.json (the questions of subset_answers.json)")
+        else:
+            self.check_count(len(samples), PUBLISHED_QUESTIONS, "questions.json")
         return samples
+
+    def _answers(self, raw: dict[str, Any]) -> dict[str, int]:
+        """``{q_uid: index}`` of the public answers; answers that are not an index 0-4 are reported."""
+        answers = {}
+        for uid, value in raw.items():
+            try:
+                index = int(value)
+            except (TypeError, ValueError):
+                index = -1
+            if not 0 <= index < len(LETTERS):
+                self.report("malformed_record", f"subset_answers.json[{uid!r}]: answer {value!r} is not 0-4; skipped")
+                continue
+            answers[str(uid)] = index
+        return answers
 
     def build_conversation(self, sample: Sample, settings: EvalSettings):
         return user_turn(
