@@ -7,6 +7,10 @@ Layout (``doc-doc/NExT-QA`` release)::
                                 qid, type (CW CH TN TC TP DL DC DO), a0 ... a4
       map_vid_vidorID.json      {video: "<folder>/<vidor id>"}
       NExTVideo/<folder>/<vidor id>.mp4
+
+The right option is given by its index, so repeated option texts (a few real questions have them) do
+not change the answer. Per-type accuracy follows ``eval_mc.py``: ``TP`` questions count as ``TN``.
+Rows with a bad answer or an unmapped video are reported as data problems, not fatal.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import prompts
-from ..base import DatasetError, EvalSettings, Sample, letters_for, text_item, user_turn, video_item, video_media
+from ..base import EvalSettings, Sample, letters_for, text_item, user_turn, video_item, video_media
 from ..io import read_csv, read_json
 from .common import MultipleChoiceBenchmark, by_meta, score_choices
 
@@ -30,6 +34,10 @@ CATEGORIES = {
     "DC": "Descriptive",
     "DO": "Descriptive",
 }
+# Rows of the released csv files (doc-doc/NExT-QA dataset/nextqa/).
+PUBLISHED_COUNTS = {"test": 8564, "val": 4996}
+# eval_mc.py merges the "previous" temporal questions into "before & after".
+OFFICIAL_TYPE = {"TP": "TN"}
 
 
 class NExTQA(MultipleChoiceBenchmark):
@@ -46,28 +54,41 @@ class NExTQA(MultipleChoiceBenchmark):
         root = Path(data_root)
         rows = read_csv(root / f"{self.split}.csv")
         video_map = read_json(root / "map_vid_vidorID.json")
+        if not rows:
+            self.report("empty_file", f"{self.split}.csv holds no questions")
         samples = []
         for row in rows:
+            where = f"{self.split}.csv qid {row.get('qid')} video {row.get('video')}"
             options = [row[f"a{i}"] for i in range(5) if row.get(f"a{i}") not in (None, "")]
-            answer = row["answer"].strip()
+            answer = (row.get("answer") or "").strip()
             # The released csv holds the index of the right option; some conversions hold its text.
             index = int(answer) if answer.isdigit() else options.index(answer) if answer in options else None
             if index is None or index >= len(options):
-                raise DatasetError(f"{self.split}.csv qid {row.get('qid')}: bad answer {answer!r}")
+                self.report(
+                    "answer_not_in_options", f"{where}: answer {answer!r} is not an option; kept, counts as wrong"
+                )
+                index = None
             video = str(row["video"])
-            if video not in video_map:
-                raise DatasetError(f"map_vid_vidorID.json has no entry for video {video}")
+            if video in video_map:
+                path = root / "NExTVideo" / f"{video_map[video]}.mp4"
+                self.check_media(path, f"{video}_{row['qid']}")
+            else:
+                self.report("missing_media", f"{where}: map_vid_vidorID.json has no entry for the video")
+                path = root / "NExTVideo" / f"{video}.mp4"
+            code = row.get("type", "")
             samples.append(
                 Sample(
                     id=f"{video}_{row['qid']}",
                     question=row["question"],
-                    answer=letters_for(options)[index],
+                    answer=letters_for(options)[index] if index is not None else None,
                     options=options,
-                    category=CATEGORIES.get(row.get("type", ""), row.get("type")),
-                    media=[video_media(root / "NExTVideo" / f"{video_map[video]}.mp4")],
-                    meta={"type": row.get("type")},
+                    category=CATEGORIES.get(code, code),
+                    media=[video_media(path)],
+                    meta={"type": OFFICIAL_TYPE.get(code, code), "type_code": code},
                 )
             )
+        if self.split in PUBLISHED_COUNTS:
+            self.check_count(len(samples), PUBLISHED_COUNTS[self.split], f"{self.split}.csv")
         return samples
 
     def build_conversation(self, sample: Sample, settings: EvalSettings):
