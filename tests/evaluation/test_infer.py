@@ -245,6 +245,8 @@ def test_duplicate_ids_are_refused_before_anything_runs(tmp_path, capsys):
         ("empty input", "{input} holds no rows"),
         ("output is the input", "the output {input} is the input file"),
         ("output is a folder", "output {tmp} is a folder"),
+        ("output is another file", "{output} is not an output of videollama3 infer (line 2 is not a JSON row"),
+        ("output is a note", "{output} is not an output of videollama3 infer (line 1 is not a JSON row"),
         ("batch size", "batch_size must be a positive integer, got 0"),
         ("sampling option", "top_p must be a number in (0, 1], got 2.0"),
     ],
@@ -257,6 +259,10 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys, case, message):
         output = requests
     elif case == "output is a folder":
         output = tmp_path
+    elif case == "output is a note":
+        output.write_text("my notes\n")
+    elif case == "output is another file":
+        output.write_text('{"id": "a", "answer": "x"}\nnotes I keep\n{"id": "b", "answ')
     elif case == "batch size":
         extra = ["--batch-size", "0"]
     elif case == "sampling option":
@@ -264,4 +270,4 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys, case, message):
     assert _infer(requests, output, *_scripted(tmp_path, {}), *extra) == 2
     error = capsys.readouterr().err
     assert error.startswith("videollama3 infer: error: ") and "Traceback" not in error
-    assert message.format(input=requests, tmp=tmp_path) in error
+    assert message.format(input=requests, output=output, tmp=tmp_path) in error

@@ -192,6 +192,42 @@ def journal_paths(output: Path) -> list[Path]:
     return sorted(output.parent.glob(f"{output.name}.rank*"))
 
 
+def journal_path(output: Path, rank: int) -> Path:
+    return output.with_name(f"{output.name}.rank{rank}")
+
+
+ROW_START = '{"id": '  # how every line this job writes begins (json.dumps of a dict whose first key is "id")
+
+
+def check_replaceable(output: Path) -> None:
+    """Refuse to resume into, and later replace, a file that is not an output of this job: every line must
+    be a row, except a last one torn by a crash mid-write (then it is the beginning of a row)."""
+    if not output.exists():
+        return
+    previous: tuple[int, str] | None = None
+    with open(output, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                if previous is not None:
+                    _check_row(output, *previous, last=False)
+                previous = (number, line.rstrip("\n"))
+    if previous is not None:
+        _check_row(output, *previous, last=True)
+
+
+def _check_row(output: Path, number: int, line: str, last: bool) -> None:
+    try:
+        record = json.loads(line)
+        is_row = isinstance(record, dict) and "id" in record
+    except json.JSONDecodeError:
+        is_row = last and (line.startswith(ROW_START) or ROW_START.startswith(line))
+    if not is_row:
+        raise BatchInferenceError(
+            f'{output} is not an output of videollama3 infer (line {number} is not a JSON row with an "id"): '
+            "give another --output, or --overwrite to replace it"
+        )
+
+
 def read_answers(output: Path) -> dict[str, dict[str, Any]]:
     """Answered rows of the output file and of an interrupted run's journals, by id key."""
     answers = {}
@@ -256,7 +292,7 @@ def _answer_share(
         disable=not show_progress or dist.rank != 0,
         dynamic_ncols=True,
     )
-    with open(output.with_name(f"{output.name}.rank{dist.rank}"), "a", encoding="utf-8") as journal:
+    with open(journal_path(output, dist.rank), "a", encoding="utf-8") as journal:
         for start in range(0, len(share), batch_size):
             batch = [rows[i] for i in share[start : start + batch_size]]
             results = answer_requests(predictor, [row.request for row in batch])
@@ -320,6 +356,7 @@ def _run(input_path, output_path, predictor_factory, defaults, batch_size, seed,
         if overwrite:
             for stale in [output_path, *journal_paths(output_path)]:
                 stale.unlink(missing_ok=True)
+        check_replaceable(output_path)
         answered = read_answers(output_path)
         return [i for i, row in enumerate(rows) if row.request is not None and row.key not in answered]
 
@@ -340,18 +377,21 @@ def _run(input_path, output_path, predictor_factory, defaults, batch_size, seed,
             lambda: _answer_share(rows, remaining, predictor, batch_size, output_path, dist, show_progress),
         )
     gathered = dist.gather(records)
-    if dist.rank != 0:
-        return {}
 
-    # 3. Rank 0: merge with the earlier answers (journals included) and write the output in input order.
-    answers = read_answers(output_path)
-    errors: dict[str, str] = {}
-    for record in (record for per_rank in gathered for record in per_rank):
-        if "answer" in record:
-            answers[row_key(record["id"])] = record
-        else:
-            errors[row_key(record["id"])] = record["error"]
-    write_output(output_path, rows, answers, errors)
-    counts = {"rows": len(rows), "answered": sum(row.key in answers for row in rows if row.error is None)}
-    counts["errors"] = counts["rows"] - counts["answered"]
+    # 3. Rank 0 merges them with the earlier answers (journals included) and writes the output in input
+    # order; then every rank drops its journal (on nodes that do not share rank 0's filesystem too).
+    def merge() -> dict[str, int]:
+        answers = read_answers(output_path)
+        errors: dict[str, str] = {}
+        for record in (record for per_rank in gathered for record in per_rank):
+            if "answer" in record:
+                answers[row_key(record["id"])] = record
+            else:
+                errors[row_key(record["id"])] = record["error"]
+        write_output(output_path, rows, answers, errors)
+        counts = {"rows": len(rows), "answered": sum(row.key in answers for row in rows if row.error is None)}
+        return {**counts, "errors": counts["rows"] - counts["answered"]}
+
+    counts = run_checked(dist, f"writing {output_path}", merge if dist.rank == 0 else dict)
+    journal_path(output_path, dist.rank).unlink(missing_ok=True)
     return counts
