@@ -16,6 +16,8 @@ Layouts (either)::
 Multi-choice questions list their options as ``A. ...`` lines, answers read ``A. ...``; caption matching
 options read ``Caption A: ...`` (or ``Sentence A``, ``Option 1``) and so do the answers; yes/no answers
 are ``yes`` / ``no``. The fourth format (captioning) needs an LLM judge and is not scored here.
+A missing format file, a question whose options or answer cannot be read and a missing video are
+reported as data problems; the rest is evaluated.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ FORMATS = ("multi-choice", "yes_no", "caption_matching")
 _MC_OPTION = re.compile(r"^\s*([A-Z])\.\s*(.*)$")
 _CAPTION_OPTION = re.compile(r"^\s*(Sentence|Caption|Option)\s*([A-Z0-9]+)\s*:\s*(.*)$", re.I)
 _CAPTION_LABEL = re.compile(r"\b(?:sentence|caption|option)\s*([A-Z0-9])\b", re.I)
+# Questions per format of the release (llyx97/TempCompass questions/*.json).
+PUBLISHED_COUNTS = {"multi-choice": 1580, "yes_no": 2453, "caption_matching": 1503}
 
 
 def _records(root: Path, task_format: str) -> list[dict[str, Any]]:
@@ -66,7 +70,12 @@ class TempCompass(Benchmark):
         samples = []
         for task_format in FORMATS:
             counters: dict[tuple[str, str], int] = {}
-            for row in _records(root, task_format):
+            rows = _records(root, task_format)
+            if not rows:
+                self.report("missing_file", f"no {task_format} questions ({task_format}/*.parquet or questions/)")
+                continue
+            loaded = 0
+            for row in rows:
                 video_id, dim = str(row["video_id"]), str(row["dim"])
                 number = counters.get((video_id, dim), 0)
                 counters[(video_id, dim)] = number + 1
@@ -78,19 +87,26 @@ class TempCompass(Benchmark):
                     media=[{"type": "video", "path": str(root / "videos" / f"{video_id}.mp4")}],
                     meta={"format": task_format},
                 )
-                self._parse_options(sample)
+                if not self._parse_options(sample):
+                    self.report(
+                        "malformed_record", f"{sample.id}: cannot read the options / answer {sample.answer!r}; skipped"
+                    )
+                    continue
+                self.check_media(sample.media[0]["path"], sample.id)
                 samples.append(sample)
+                loaded += 1
+            self.check_count(loaded, PUBLISHED_COUNTS[task_format], f"{task_format} questions")
         if not samples:
             raise DatasetError(f"{root}: no TempCompass questions (multi-choice/*.parquet or questions/*.json)")
         return samples
 
     @staticmethod
-    def _parse_options(sample: Sample) -> None:
-        """Options and the right label, read from the question lines and the answer."""
+    def _parse_options(sample: Sample) -> bool:
+        """Options and the right label, read from the question lines and the answer; False if unreadable."""
         task_format = sample.meta["format"]
         if task_format == "yes_no":
             sample.answer = sample.answer.lower().strip(". ")
-            return
+            return sample.answer in ("yes", "no")
         pattern = _MC_OPTION if task_format == "multi-choice" else _CAPTION_OPTION
         labels, texts = [], []
         for line in sample.question.split("\n"):
@@ -100,10 +116,11 @@ class TempCompass(Benchmark):
                 texts.append(match.group(match.lastindex).strip())
         answer = pattern.match(sample.answer)
         if not labels or not answer:
-            raise DatasetError(f"TempCompass {sample.id}: cannot read the options / answer {sample.answer!r}")
+            return False
         sample.options = texts
         sample.meta["letters"] = "".join(labels)
         sample.answer = answer.group(1 if task_format == "multi-choice" else 2).upper()
+        return sample.answer in labels
 
     def build_conversation(self, sample: Sample, settings: EvalSettings):
         return user_turn(
