@@ -9,7 +9,8 @@ Layout (``MILVLG/activitynet-qa`` release)::
 
 The judge sees the question, the answer and the prediction and returns ``{'pred': 'yes'|'no',
 'score': 0-5}`` (the Video-ChatGPT protocol the official code uses): accuracy = share of "yes",
-score = mean score.
+score = mean score. A question without an answer in ``test_a.json`` cannot be judged: it is reported and
+left out; missing videos are reported (those samples fail).
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ def parse_judgement(text: str) -> tuple[bool, float]:
         raise JudgeError(f"unreadable judge reply {text!r}") from exc
 
 
+PUBLISHED_TEST_QUESTIONS = 8000
+FREE_TYPES = [TYPES[t] for t in range(3, 9)]
+
+
 class ActivityNetQA(Benchmark):
     """ActivityNet-QA test: judge accuracy (% yes) and mean judge score (0-5)."""
 
@@ -78,18 +83,29 @@ class ActivityNetQA(Benchmark):
         answers = {str(a["question_id"]): a for a in read_json(root / "test_a.json")}
         video_dir = first_existing(root / "all_test", root / "videos") or root / "all_test"
         samples = []
-        for record in read_json(root / "test_q.json"):
+        for index, record in enumerate(read_json(root / "test_q.json")):
+            if not all(key in record for key in ("question_id", "question", "video_name")):
+                self.report(
+                    "malformed_record", f"test_q.json[{index}]: no question_id / question / video_name; skipped"
+                )
+                continue
             qid = str(record["question_id"])
-            answer = answers.get(qid, {})
+            answer = answers.get(qid)
+            if answer is None or "answer" not in answer:
+                self.report("missing_answer", f"{qid}: no answer in test_a.json; skipped (it cannot be judged)")
+                continue
+            video = find_video(video_dir, f"v_{record['video_name']}")
+            self.check_media(video, qid)
             samples.append(
                 Sample(
                     id=qid,
                     question=record["question"],
-                    answer=answer.get("answer"),
+                    answer=answer["answer"],
                     category=TYPES.get(answer.get("type"), str(answer.get("type"))),
-                    media=[{"type": "video", "path": str(find_video(video_dir, f"v_{record['video_name']}"))}],
+                    media=[{"type": "video", "path": str(video)}],
                 )
             )
+        self.check_count(len(samples), PUBLISHED_TEST_QUESTIONS, "test_q.json / test_a.json")
         return samples
 
     def build_conversation(self, sample: Sample, settings: EvalSettings):
@@ -126,6 +142,10 @@ class ActivityNetQA(Benchmark):
             "accuracy": percent(sum(bool(p.correct) for p in predictions), n),
             "score": sum(p.score or 0.0 for p in predictions) / n if n else 0.0,
             "by_type": {k: percent(sum(v), len(v)) for k, v in sorted(by_type.items())},
+            # evaluation/eval.py of the release also reports the "Free" questions (types 3-8) together.
+            "free": percent(
+                sum(sum(by_type.get(t, [])) for t in FREE_TYPES), sum(len(by_type.get(t, [])) for t in FREE_TYPES)
+            ),
             "judge_failures": judge_failures,
             **counts(predictions),
         }
