@@ -10,7 +10,9 @@ Layout (``yale-nlp/MMVU`` on the Hugging Face hub)::
 
 ``mmvu`` uses the official direct-answer prompts, ``mmvu_cot`` the chain-of-thought ones. The judge
 reads the question, the ground truth and the response and answers whether the final answer is correct
-(the official protocol, asked for as JSON).
+(the official protocol, asked for as JSON). Open-ended questions carry empty choices ``{"A": "", ...}`` in
+the release; they have no options here. A multiple-choice answer that is not one of the choice letters
+is reported (the judge still sees the question as published).
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ def parse_verdict(text: str) -> tuple[str, bool]:
         raise JudgeError(f"unreadable judge reply {text!r}") from exc
 
 
+PUBLISHED_VALIDATION_QUESTIONS = 1000
+REQUIRED_KEYS = ("id", "video", "question", "answer", "question_type")
+
+
 class MMVU(Benchmark):
     """MMVU val: judged accuracy overall, per question type and per subject."""
 
@@ -71,20 +77,33 @@ class MMVU(Benchmark):
     def load(self, data_root: str | Path) -> list[Sample]:
         root = Path(data_root)
         samples = []
-        for record in read_json(root / "validation.json"):
+        for index, record in enumerate(read_json(root / "validation.json")):
+            missing = [key for key in REQUIRED_KEYS if key not in record]
+            if missing:
+                self.report("malformed_record", f"validation.json[{index}]: no {', '.join(missing)}; skipped")
+                continue
             video = PurePosixPath(str(record["video"]))
             choices = record.get("choices") or {}
+            multiple_choice = record["question_type"] == "multiple-choice"
+            if multiple_choice and str(record["answer"]) not in choices:
+                self.report(
+                    "answer_not_in_options",
+                    f"{record['id']}: answer {record['answer']!r} is not one of the choices {list(choices)}; kept",
+                )
+            path = root / "videos" / video.parent.name / video.name
+            self.check_media(path, str(record["id"]))
             samples.append(
                 Sample(
                     id=str(record["id"]),
                     question=record["question"],
                     answer=record["answer"],
-                    options=[str(v) for v in choices.values()],
+                    options=[str(v) for v in choices.values()] if multiple_choice else [],
                     category=record.get("metadata", {}).get("subject"),
-                    media=[{"type": "video", "path": str(root / "videos" / video.parent.name / video.name)}],
+                    media=[{"type": "video", "path": str(path)}],
                     meta={"question_type": record["question_type"], "choices": choices},
                 )
             )
+        self.check_count(len(samples), PUBLISHED_VALIDATION_QUESTIONS, "validation.json")
         return samples
 
     def _instruction(self, sample: Sample) -> str:
