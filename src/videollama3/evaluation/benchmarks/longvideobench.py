@@ -13,6 +13,10 @@ Layout (``longvideobench/LongVideoBench`` on the Hugging Face hub, archives extr
 The official prompt interleaves the video with its subtitles: frames up to a subtitle's midpoint, then
 the subtitle's text (if a sampled frame falls within it), ..., then the question. The video is decoded
 once (the processor's sampler) and passed as consecutive frame segments.
+
+The right option is ``correct_choice`` (an index), so the few questions with repeated candidates keep
+their official letter; they are reported, as are indices outside the candidates and missing videos or
+subtitle files.
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ def interleave(timestamps: list[float], subtitles: list[dict[str, Any]], offset:
     return out
 
 
+PUBLISHED_VALIDATION_QUESTIONS = 1337
+REQUIRED_KEYS = ("id", "question", "candidates", "correct_choice", "video_path", "subtitle_path", "duration")
+
+
 class LongVideoBench(MultipleChoiceBenchmark):
     """LongVideoBench val: accuracy overall, per duration group, per question category and per level."""
 
@@ -67,18 +75,33 @@ class LongVideoBench(MultipleChoiceBenchmark):
         root = Path(data_root)
         records = read_json(root / "lvb_val.json")
         samples = []
-        for record in records:
+        for index, record in enumerate(records):
+            missing = [key for key in REQUIRED_KEYS if key not in record]
+            if missing:
+                self.report("malformed_record", f"lvb_val.json[{index}]: no {', '.join(missing)}; skipped")
+                continue
+            sample_id = str(record["id"])
             candidates = [str(c) for c in record["candidates"]]
+            choice = record["correct_choice"]
+            if not (isinstance(choice, int) and 0 <= choice < len(candidates)):
+                self.report("answer_not_in_options", f"{sample_id}: correct_choice {choice!r} is not a candidate; kept")
+                choice = None
+            if len(set(candidates)) < len(candidates):
+                self.report("repeated_options", f"{sample_id}: repeated candidates {candidates}")
+            video = root / "videos" / record["video_path"]
+            subtitles = root / "subtitles" / record["subtitle_path"]
+            self.check_media(video, sample_id)
+            self.check_media(subtitles, sample_id)
             samples.append(
                 Sample(
-                    id=str(record["id"]),
+                    id=sample_id,
                     question=record["question"],
-                    answer=letters_for(candidates)[int(record["correct_choice"])],
+                    answer=letters_for(candidates)[choice] if choice is not None else None,
                     options=candidates,
                     category=record.get("question_category"),
-                    media=[video_media(root / "videos" / record["video_path"])],
+                    media=[video_media(video)],
                     meta={
-                        "subtitle_path": str(root / "subtitles" / record["subtitle_path"]),
+                        "subtitle_path": str(subtitles),
                         "offset": float(record.get("starting_timestamp_for_subtitles") or 0.0),
                         "duration": float(record["duration"]),
                         "duration_group": record.get("duration_group"),
@@ -87,6 +110,7 @@ class LongVideoBench(MultipleChoiceBenchmark):
                     },
                 )
             )
+        self.check_count(len(samples), PUBLISHED_VALIDATION_QUESTIONS, "lvb_val.json")
         return samples
 
     def build_conversation(self, sample: Sample, settings: EvalSettings):
