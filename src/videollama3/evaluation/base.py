@@ -285,6 +285,21 @@ def media_items(sample: Sample, settings: EvalSettings) -> list[dict[str, Any]]:
     return items
 
 
+def missing_media(sample: Sample) -> list[str]:
+    """``"<type> not found: <path>"`` for each media file of ``sample`` given by a path that does not exist.
+
+    Images given as objects or loaders are not checked. The runner fails such a sample with this as its
+    recorded error instead of asking the model, so a missing file is a failed prediction whatever the
+    backend (a scripted or remote predictor would not notice it), and never fails the run.
+    """
+    missing = []
+    for media in sample.media:
+        path = media.get("path") if media["type"] == "video" else media.get("image")
+        if isinstance(path, (str, Path)) and not Path(path).exists():
+            missing.append(f"{media['type']} not found: {path}")
+    return missing
+
+
 def video_media(path: str | Path, start: float | None = None, end: float | None = None) -> dict[str, Any]:
     return {"type": "video", "path": str(path), "start": start, "end": end}
 

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from .base import Benchmark, DataProblem, EvalSettings, EvaluationError, Prediction, Sample
+from .base import Benchmark, DataProblem, EvalSettings, EvaluationError, Prediction, Sample, missing_media
 from .io import iter_jsonl_records
 from .predictors import Predictor, Request
 from .registry import get_benchmark
@@ -281,6 +281,9 @@ def _infer(
             requests, results = [], {}
             for sample in batch:
                 try:
+                    missing = missing_media(sample)
+                    if missing:
+                        raise EvaluationError("; ".join(missing))
                     conversation = run.benchmark.build_conversation(sample, settings)
                     requests.append(Request(sample.id, conversation, run.benchmark.max_new_tokens(sample, settings)))
                 except Exception as exc:  # a sample whose media or annotations cannot be used

@@ -7,7 +7,7 @@ Layouts (either)::
                                        "precision", "answer", "question_type" ("multi_choice" | "free_form"),
                                        "answer_type" ("text" | "integer" | "float" | "list"),
                                        "metadata": {"task", "skills", ...}, "query"?}}
-                                       (annot_testmini.json in the Hugging Face copy)
+                                       (not annot_testmini.json: source annotations only)
       query.json                       {pid: query}: the official prompts (else each record's "query")
       images/<pid>.jpg
 
@@ -76,7 +76,7 @@ def normalize_answer(value: Any, answer_type: str, precision: Any) -> str | None
         return None
     try:
         if answer_type == "integer":
-            return str(int(round(float(value))))
+            return str(int(float(value)))  # truncates, as the official normalize_extracted_answer does
         if answer_type == "float":
             return str(round(float(value), int(precision or 0)))
         if answer_type == "list":
@@ -99,6 +99,18 @@ def _extract_list(text: str) -> list | None:
     return [int(n) if n == int(n) else n for n in numbers] or None
 
 
+PUBLISHED_TESTMINI = 1000
+REQUIRED_KEYS = ("question", "image", "answer", "question_type", "answer_type")
+
+
+def _wrong_file_hint(root: Path) -> str:
+    # annot_testmini.json (GitHub data/ folder and the hub) holds source annotations (answer_latex, source,
+    # problemid...), not the problems: reading it as testmini.json used to die with KeyError: 'image'.
+    if (root / "annot_testmini.json").exists() or (root / "data" / "annot_testmini.json").exists():
+        return " (annot_testmini.json is not the problem file: it holds source annotations without questions)"
+    return ""
+
+
 class MathVista(Benchmark):
     """MathVista testmini: accuracy overall, per question type, task and skill."""
 
@@ -107,26 +119,34 @@ class MathVista(Benchmark):
 
     def load(self, data_root: str | Path) -> list[Sample]:
         root = Path(data_root)
-        annotation = first_existing(
-            root / "testmini.json", root / "annot_testmini.json", root / "data" / "testmini.json"
-        )
+        annotation = first_existing(root / "testmini.json", root / "data" / "testmini.json")
         if annotation is not None:
-            problems = read_json(annotation)
+            problems = self._read_problems(annotation)
             queries_file = first_existing(annotation.parent / "query.json", root / "query.json")
             queries = read_json(queries_file) if queries_file else {}
-            rows = [(str(pid), problem, str(annotation.parent / problem["image"])) for pid, problem in problems.items()]
+            rows = [(pid, problem, str(annotation.parent / problem["image"])) for pid, problem in problems.items()]
+            source = str(annotation)
         else:
             files = sorted(root.glob("data/testmini-*.parquet")) or sorted(root.glob("testmini-*.parquet"))
             if not files:
-                raise DatasetError(f"{root}: expected testmini.json (+ images/) or data/testmini-*.parquet")
+                raise DatasetError(
+                    f"{root}: expected testmini.json (+ images/) or data/testmini-*.parquet{_wrong_file_hint(root)}"
+                )
             queries, rows = {}, []
             for file in files:
                 columns = [c for c in parquet_columns(file) if c != "decoded_image"]
                 for index, problem in enumerate(read_parquet(file, columns)):
                     rows.append((str(problem["pid"]), problem, ParquetImage(str(file), index, "decoded_image")))
+            source = ", ".join(str(f) for f in files)
         samples = []
         for pid, problem, image in rows:
             choices = [str(c) for c in problem.get("choices") or []]
+            if problem["question_type"] == "multi_choice" and str(problem["answer"]) not in choices:
+                # Scored as the official script does (the answer text against the chosen option's text), so
+                # such a question can never be answered right: reported, kept.
+                self.report("answer_not_in_options", f"{pid}: answer {problem['answer']!r} is not one of {choices}")
+            if isinstance(image, str):
+                self.check_media(image, pid)
             query = queries.get(pid) or problem.get("query") or build_query(problem)
             samples.append(
                 Sample(
@@ -144,7 +164,24 @@ class MathVista(Benchmark):
                     },
                 )
             )
+        self.check_count(len(samples), PUBLISHED_TESTMINI, source)
         return samples
+
+    def _read_problems(self, annotation: Path) -> dict[str, dict[str, Any]]:
+        """The problems of ``testmini.json`` ({pid: problem}); records lacking a field are reported and skipped."""
+        data = read_json(annotation)
+        if not isinstance(data, dict):
+            raise DatasetError(f"{annotation}: expected {{pid: problem}}, got a {type(data).__name__}")
+        problems = {}
+        for pid, problem in data.items():
+            missing = [key for key in REQUIRED_KEYS if not isinstance(problem, dict) or key not in problem]
+            if missing:
+                self.report("malformed_record", f"{annotation}: problem {pid} lacks {', '.join(missing)}; skipped")
+                continue
+            problems[str(pid)] = problem
+        if data and not problems:
+            raise DatasetError(f"{annotation}: no MathVista problems (records lack {', '.join(REQUIRED_KEYS)})")
+        return problems
 
     def build_conversation(self, sample: Sample, settings: EvalSettings):
         image = sample.media[0]["image"]

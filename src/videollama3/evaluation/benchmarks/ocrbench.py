@@ -5,6 +5,11 @@ Layout (``Yuliang-Liu/MultimodalOCR`` release)::
     OCRBench/
       OCRBench.json           list of {"dataset_name", "id", "image_path", "question", "answers", "type"}
       OCRBench_Images/<image_path>
+
+Checked against the published ``OCRBench/OCRBench/OCRBench.json`` (1,000 records; ``answers`` is a string
+or a list). Its ``id`` repeats across source datasets, so samples are numbered by their position in the
+file, as the official scripts do. Matching is the official ``example.py`` rule (:func:`ocrbench_match`):
+an answer contained in the response, case-insensitive; for HME100k with spaces removed and case kept.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 from .. import prompts
 from ..base import (
     Benchmark,
+    DatasetError,
     EvalSettings,
     Prediction,
     Sample,
@@ -28,6 +34,8 @@ from ..base import (
 from ..io import read_json, require_file
 from ..metrics import ocrbench_match
 
+PUBLISHED_QUESTIONS = 1000
+REQUIRED_KEYS = ("dataset_name", "image_path", "question", "answers", "type")
 TEXT_RECOGNITION = (
     "Regular Text Recognition",
     "Irregular Text Recognition",
@@ -47,19 +55,33 @@ class OCRBench(Benchmark):
 
     def load(self, data_root: str | Path) -> list[Sample]:
         root = Path(data_root)
+        annotation = require_file(root, "OCRBench.json", "OCRBench/OCRBench.json")
+        records = read_json(annotation)
+        if not isinstance(records, list):
+            raise DatasetError(f"{annotation}: expected a list of questions, got {type(records).__name__}")
         samples = []
-        for index, record in enumerate(read_json(require_file(root, "OCRBench.json", "OCRBench/OCRBench.json"))):
+        for index, record in enumerate(records):
+            missing = [key for key in REQUIRED_KEYS if key not in record]
+            if missing:
+                self.report("malformed_record", f"{annotation}: record {index} lacks {', '.join(missing)}; skipped")
+                continue
             answers = record["answers"]
+            image = root / "OCRBench_Images" / record["image_path"]
+            # The sample id is the position in OCRBench.json, as in the official scripts: the file's "id"
+            # is only unique within one source dataset (IIIT5K and STVQA share ids, 113 collide).
+            sample_id = str(index)
+            self.check_media(image, f"{annotation.name} record {index}")
             samples.append(
                 Sample(
-                    id=str(record.get("id", index)),
+                    id=sample_id,
                     question=record["question"],
-                    answer=[answers] if isinstance(answers, str) else list(answers),
+                    answer=[answers] if isinstance(answers, str) else [str(a) for a in answers],
                     category=record["type"],
-                    media=[image_media(str(root / "OCRBench_Images" / record["image_path"]))],
-                    meta={"dataset_name": record.get("dataset_name", "")},
+                    media=[image_media(str(image))],
+                    meta={"dataset_name": record["dataset_name"], "source_id": record.get("id")},
                 )
             )
+        self.check_count(len(samples), PUBLISHED_QUESTIONS, str(annotation))
         return samples
 
     def build_conversation(self, sample: Sample, settings: EvalSettings):
@@ -70,6 +92,7 @@ class OCRBench(Benchmark):
 
     def score(self, predictions: list[Prediction]) -> dict[str, Any]:
         by_type: dict[str, int] = {}
+        by_dataset: dict[str, int] = {}
         for prediction in predictions:
             sample = prediction.sample
             prediction.extracted = None if prediction.failed else prediction.response
@@ -78,11 +101,15 @@ class OCRBench(Benchmark):
             )
             prediction.score = float(prediction.correct)
             by_type[sample.category] = by_type.get(sample.category, 0) + int(prediction.correct)
+            dataset = sample.meta["dataset_name"]
+            by_dataset[dataset] = by_dataset.get(dataset, 0) + int(prediction.correct)
         correct = sum(by_type.values())
         return {
             "score": correct,
             "accuracy": percent(correct, len(predictions)),
             "text_recognition": sum(v for k, v in by_type.items() if k in TEXT_RECOGNITION),
             "by_type": dict(sorted(by_type.items())),
+            # Correct answers per source dataset (the official script prints these for partial runs).
+            "by_dataset": dict(sorted(by_dataset.items())),
             **counts(predictions),
         }
