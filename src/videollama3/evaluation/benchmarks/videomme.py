@@ -12,6 +12,9 @@ Layout (``lmms-lab/Video-MME`` on the Hugging Face hub, archives extracted)::
 With subtitles, the official prompt lists, for each sampled frame time t, the subtitle shown at t
 (``start < t < end``), in frame order; the frame times are the processor's own sampling of the video,
 computed here from the container's timestamps without decoding.
+
+An answer that is not the letter of one of the options is reported and kept (counted wrong); missing
+videos are reported (those samples fail). Not every video has a subtitle file: that is not a problem.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from .common import by_category, by_meta, score_choices
 
 _OPTION_PREFIX = re.compile(r"^\s*[A-D][\.\)]\s*")
 _SUB_SUFFIX = "@sub"
+PUBLISHED_QUESTIONS = 2700
 
 
 def sampled_timestamps(path: str | Path, settings: EvalSettings, start=None, end=None) -> list[float]:
@@ -90,16 +94,24 @@ class VideoMME(Benchmark):
         video_dir = first_existing(root / "data", root / "videos") or root / "data"
         subtitle_dir = first_existing(root / "subtitle", root / "subtitles") or root / "subtitle"
         samples = []
-        for record in self._records(root):
+        records = self._records(root)
+        for record in records:
             options = [str(o) for o in record["options"]]
+            question_id = str(record["question_id"])
+            answer = str(record["answer"]).strip()
+            if len(answer) != 1 or answer not in "ABCDEFGHIJ"[: len(options)]:
+                self.report("answer_not_in_options", f"{question_id}: answer {answer!r} is not an option letter; kept")
+                answer = None
+            video = find_video(video_dir, str(record["videoID"]))
+            self.check_media(video, question_id)
             base = Sample(
-                id=str(record["question_id"]),
+                id=question_id,
                 question=record["question"],
-                answer=str(record["answer"]).strip(),
+                answer=answer,
                 # The dataset's option lines ("A. text") go into the prompt; their texts serve extraction.
                 options=[_OPTION_PREFIX.sub("", o) for o in options],
                 category=record.get("task_type"),
-                media=[video_media(find_video(video_dir, str(record["videoID"])))],
+                media=[video_media(video)],
                 meta={
                     "option_lines": options,
                     "duration": record.get("duration"),
@@ -117,6 +129,7 @@ class VideoMME(Benchmark):
                 if self.subtitles == "both":
                     with_sub.id = base.id + _SUB_SUFFIX
                 samples.append(with_sub)
+        self.check_count(len(records), PUBLISHED_QUESTIONS, "Video-MME annotations")
         return samples
 
     def build_conversation(self, sample: Sample, settings: EvalSettings):
