@@ -8,6 +8,9 @@ Layout (``google-deepmind/perception_test`` release)::
                                                    "area", "reasoning", "tag"}, ...]}, ...}
                                  (all_valid.json, the full annotation file, has the same fields)
       valid_videos/<video_id>.mp4   (or videos/)
+
+Questions without an ``answer_id`` (the test split has none: it is refused) or with one outside the
+options, and missing videos, are reported as data problems.
 """
 
 from __future__ import annotations
@@ -30,24 +33,35 @@ class PerceptionTest(MultipleChoiceBenchmark):
         root = Path(data_root)
         annotations = read_json(require_file(root, "mc_question_valid.json", "mc_question_val.json", "all_valid.json"))
         video_dir = first_existing(root / "valid_videos", root / "videos") or root / "videos"
-        samples = []
+        samples, unanswered = [], 0
         for video_key, entry in annotations.items():
             video_id = entry.get("metadata", {}).get("video_id", video_key)
+            video = find_video(video_dir, video_id)
             for question in entry.get("mc_question", []):
+                sample_id = f"{video_id}/{question.get('id')}"
+                options = [str(o) for o in question.get("options", [])]
                 if "answer_id" not in question:
-                    raise DatasetError(f"{video_id} question {question.get('id')}: no answer_id (test split?)")
-                options = [str(o) for o in question["options"]]
+                    unanswered += 1
+                    self.report("missing_answer", f"{sample_id}: no answer_id; skipped")
+                    continue
+                answer_id = question["answer_id"]
+                if not (isinstance(answer_id, int) and 0 <= answer_id < len(options)):
+                    self.report("answer_not_in_options", f"{sample_id}: answer_id {answer_id!r} is not an option; kept")
+                    answer_id = None
+                self.check_media(video, sample_id)
                 samples.append(
                     Sample(
-                        id=f"{video_id}/{question['id']}",
+                        id=sample_id,
                         question=question["question"],
-                        answer=letters_for(options)[int(question["answer_id"])],
+                        answer=letters_for(options)[answer_id] if answer_id is not None else None,
                         options=options,
                         category=question.get("area"),
-                        media=[video_media(find_video(video_dir, video_id))],
+                        media=[video_media(video)],
                         meta={"reasoning": question.get("reasoning"), "tag": question.get("tag")},
                     )
                 )
+        if unanswered and not samples:
+            raise DatasetError(f"{root}: no question has an answer_id (the test split?): nothing can be scored")
         return samples
 
     def build_conversation(self, sample: Sample, settings: EvalSettings):
