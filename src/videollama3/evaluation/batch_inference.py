@@ -80,10 +80,11 @@ class GenerationOptions:
         """These options overridden by the generation fields ``row`` holds (validated)."""
         return dataclasses.replace(self, **{name: row[name] for name in GENERATION_FIELDS if name in row})
 
-    def sampling(self, job_seed: int, row_key: str) -> Sampling | None:
+    def sampling(self, job_seed: int, key: str) -> Sampling | None:
+        """None when greedy; else the draw of the row with id key ``key`` (see :func:`row_key`)."""
         if not self.do_sample:
             return None
-        seed = self.seed if self.seed is not None else zlib.crc32(f"{job_seed}:{row_key}".encode())
+        seed = self.seed if self.seed is not None else zlib.crc32(f"{job_seed}:{key}".encode())
         return Sampling(temperature=float(self.temperature), top_p=float(self.top_p), top_k=self.top_k, seed=seed)
 
 
@@ -145,26 +146,24 @@ def _parse_row(text: str, line: int, defaults: GenerationOptions, job_seed: int,
         return Row(line, None, error=f'line {line}: no "id"')
     if row_key(data["id"]) is None:
         return Row(line, None, error=f'line {line}: "id" must be a string or an integer, got {data["id"]!r:.100}')
-    row = Row(line, data["id"])
+    row_id = data["id"]
     unknown = sorted(set(data) - set(ROW_FIELDS))
     if unknown:
-        row.error = f"line {line}: unknown field(s) {unknown}; known: {list(ROW_FIELDS)}"
-    elif "conversation" not in data:
-        row.error = f'line {line}: no "conversation"'
-    else:
-        try:
-            options = defaults.for_row(data)
-        except BatchInferenceError as exc:
-            row.error = f"line {line}: {exc}"
-            return row
-        row.request = Request(
-            str(data["id"]),
-            data["conversation"],  # checked by the processor: a malformed one fails its row only
-            options.max_new_tokens,
-            media_root=media_root,
-            sampling=options.sampling(job_seed, row.key),
-        )
-    return row
+        return Row(line, row_id, error=f"line {line}: unknown field(s) {unknown}; known: {list(ROW_FIELDS)}")
+    if "conversation" not in data:
+        return Row(line, row_id, error=f'line {line}: no "conversation"')
+    try:
+        options = defaults.for_row(data)
+    except BatchInferenceError as exc:
+        return Row(line, row_id, error=f"line {line}: {exc}")
+    request = Request(
+        str(row_id),
+        data["conversation"],  # checked by the processor: a malformed one fails its row only
+        options.max_new_tokens,
+        media_root=media_root,
+        sampling=options.sampling(job_seed, row_key(row_id)),
+    )
+    return Row(line, row_id, request)
 
 
 def _refuse_duplicate_ids(path: Path, rows: list[Row]) -> None:
