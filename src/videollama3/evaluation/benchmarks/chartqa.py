@@ -32,6 +32,7 @@ from ..io import read_json
 from ..metrics import relaxed_correctness
 
 SPLITS = ("human", "augmented")
+PUBLISHED_QUESTIONS = 1250  # per test set
 
 
 class ChartQA(Benchmark):
@@ -49,17 +50,26 @@ class ChartQA(Benchmark):
         for split in SPLITS:
             annotation = root / "test" / f"test_{split}.json"
             if not annotation.exists():
+                self.report("missing_file", f"{annotation} does not exist: the {split} set is not evaluated")
                 continue
-            for index, record in enumerate(read_json(annotation)):
+            records = read_json(annotation)
+            loaded = len(samples)
+            for index, record in enumerate(records):
+                if not isinstance(record, dict) or any(key not in record for key in ("imgname", "query", "label")):
+                    self.report("malformed_record", f"{annotation}: record {index} lacks imgname/query/label; skipped")
+                    continue
+                image = root / "test" / "png" / record["imgname"]
+                self.check_media(image, f"{split}/{index}")
                 samples.append(
                     Sample(
                         id=f"{split}/{index}",
                         question=record["query"],
                         answer=str(record["label"]),
                         category=split,
-                        media=[image_media(str(root / "test" / "png" / record["imgname"]))],
+                        media=[image_media(str(image))],
                     )
                 )
+            self.check_count(len(samples) - loaded, PUBLISHED_QUESTIONS, str(annotation))
         if not samples:
             raise DatasetError(f"{root}: expected test/test_human.json and/or test/test_augmented.json")
         return samples
