@@ -98,6 +98,9 @@ def read_choice_records(benchmark: Benchmark, path: Path, label: str) -> list[tu
             reason = f"no {', '.join(missing)}" if missing else "candidates is not a non-empty list"
             benchmark.report("malformed_record", f"{label}[{index}]: {reason}; skipped")
             continue
+        if not str(record["question"]).strip() or not any(str(c).strip() for c in record["candidates"]):
+            # The official scripts keep such a question (and its letter); so do we, visibly.
+            benchmark.report("empty_question", f"{label}[{index}]: empty question or candidates; kept")
         usable.append((index, record))
     return usable
 
