@@ -21,6 +21,8 @@ from ..base import DatasetError, EvalSettings, Sample, image_item, image_media, 
 from ..io import decode_base64_image, first_existing, read_csv, read_json
 from .common import MultipleChoiceBenchmark, by_category, score_choices
 
+PUBLISHED_TEST = 3088
+
 
 class AI2D(MultipleChoiceBenchmark):
     """AI2D test: accuracy (overall, and per category where the file has one)."""
@@ -32,7 +34,10 @@ class AI2D(MultipleChoiceBenchmark):
         root = Path(data_root)
         tsv = first_existing(root / "AI2D_TEST.tsv", *sorted(root.glob("*.tsv")))
         if tsv is not None:
-            return self._load_tsv(tsv)
+            samples = self._load_tsv(tsv)
+            if tsv.name == "AI2D_TEST.tsv":
+                self.check_count(len(samples), PUBLISHED_TEST, str(tsv))
+            return samples
         if (root / "questions").is_dir():
             return self._load_release(root)
         raise DatasetError(f"{root}: expected questions/ + images/ (AI2D release) or AI2D_TEST.tsv")
@@ -50,18 +55,28 @@ class AI2D(MultipleChoiceBenchmark):
             image_name = record.get("imageName", file.name.removesuffix(".json"))
             if test_ids is not None and image_name.removesuffix(".png") not in test_ids:
                 continue
+            image = root / "images" / image_name
+            self.check_media(image, image_name)
             for text, question in record["questions"].items():
-                options = [str(o) for o in question["answerTexts"]]
+                options = [str(o) for o in question.get("answerTexts") or []]
+                correct = question.get("correctAnswer")
+                if not options or not str(correct).isdigit() or int(correct) >= len(options):
+                    self.report(
+                        "answer_not_in_options", f"{file}: {text!r}: answer {correct!r} of {len(options)} options"
+                    )
+                    continue
                 samples.append(
                     Sample(
                         id=str(question.get("questionId", f"{image_name}-{len(samples)}")),
                         question=text,
                         answer=letters_for(options)[int(question["correctAnswer"])],
                         options=options,
-                        media=[image_media(str(root / "images" / image_name))],
+                        media=[image_media(str(image))],
                         meta={"abcLabel": question.get("abcLabel")},
                     )
                 )
+        if test_ids is not None:
+            self.check_count(len(samples), PUBLISHED_TEST, f"{root} (test ids of {ids_file.name})")
         return samples
 
     def _load_tsv(self, path: Path) -> list[Sample]:
@@ -73,8 +88,12 @@ class AI2D(MultipleChoiceBenchmark):
                 if value is None or value.strip() in ("", "nan"):
                     break
                 options.append(value)
+            answer = (row.get("answer") or "").strip().upper()
+            if answer not in letters_for(options):
+                self.report("answer_not_in_options", f"{path}: index {row.get('index')}: answer {answer!r}")
             if "image_path" in row and row["image_path"]:
                 image = str(path.parent / row["image_path"])
+                self.check_media(image, str(row["index"]))
             else:
                 data = row["image"]
                 image = lambda data=data: decode_base64_image(data)  # noqa: E731  (decoded lazily)
@@ -82,7 +101,7 @@ class AI2D(MultipleChoiceBenchmark):
                 Sample(
                     id=str(row["index"]),
                     question=row["question"],
-                    answer=row["answer"].strip().upper(),
+                    answer=answer,
                     options=options,
                     category=row.get("category") or None,
                     media=[image_media(image)],

@@ -50,6 +50,7 @@ class DocVQA(Benchmark):
     folder = "DocVQA"
     primary_metric = "anls"
     prompt_suffix = prompts.SHORT_ANSWER_WITH
+    published_questions = {"val": 5349, "test": 5188}
 
     def __init__(self, name: str | None = None, split: str = "val", **options: Any) -> None:
         super().__init__(name, **options)
@@ -74,20 +75,37 @@ class DocVQA(Benchmark):
     def load(self, data_root: str | Path) -> list[Sample]:
         root = Path(data_root)
         annotation = self.annotation_file(root)
+        data = read_json(annotation)
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise DatasetError(f"{annotation}: expected {{'data': [questions]}}")
         samples = []
-        for record in read_json(annotation)["data"]:
+        for index, record in enumerate(data["data"]):
+            if not isinstance(record, dict) or "questionId" not in record or "question" not in record:
+                self.report("malformed_record", f"{annotation}: record {index} lacks questionId/question; skipped")
+                continue
             answers = record.get("answers")
             if self.split == "val" and not answers:
-                raise DatasetError(f"{annotation}: question {record['questionId']} has no answers")
+                # Unscorable: ANLS needs at least one answer.
+                self.report(
+                    "malformed_record", f"{annotation}: question {record['questionId']} has no answers; skipped"
+                )
+                continue
+            try:
+                image = self.image_path(annotation, root, record)
+            except KeyError as exc:
+                self.report("malformed_record", f"{annotation}: question {record['questionId']} lacks {exc}; skipped")
+                continue
+            self.check_media(image, str(record["questionId"]))
             samples.append(
                 Sample(
                     id=str(record["questionId"]),
                     question=record["question"],
                     answer=answers,
-                    media=[image_media(str(self.image_path(annotation, root, record)))],
+                    media=[image_media(str(image))],
                     meta={"question_types": record.get("question_types") or record.get("question_type")},
                 )
             )
+        self.check_count(len(samples), self.published_questions[self.split], str(annotation))
         return samples
 
     def build_conversation(self, sample: Sample, settings: EvalSettings):
@@ -136,6 +154,7 @@ class InfoVQA(DocVQA):
 
     folder = "InfoVQA"
     prompt_suffix = prompts.SHORT_ANSWER_USING
+    published_questions = {"val": 2801, "test": 3288}
 
     def annotation_file(self, root: Path) -> Path:
         names = (

@@ -19,6 +19,8 @@ from ..extraction import clean_response
 from ..io import read_json, require_file
 from ..metrics import vqa_exact_match
 
+PUBLISHED_QUESTIONS = 12578  # test-dev, balanced
+
 
 class GQA(Benchmark):
     """GQA test-dev balanced: exact-match accuracy, overall and per structural / semantic type."""
@@ -28,22 +30,28 @@ class GQA(Benchmark):
 
     def load(self, data_root: str | Path) -> list[Sample]:
         root = Path(data_root)
-        questions = read_json(
-            require_file(root, "testdev_balanced_questions.json", "questions/testdev_balanced_questions.json")
-        )
+        annotation = require_file(root, "testdev_balanced_questions.json", "questions/testdev_balanced_questions.json")
+        questions = read_json(annotation)
         samples = []
         for qid, record in questions.items():
+            missing = [key for key in ("imageId", "question", "answer") if key not in record]
+            if missing:
+                self.report("malformed_record", f"{annotation}: question {qid} lacks {', '.join(missing)}; skipped")
+                continue
             types = record.get("types") or {}
+            image = root / "images" / f"{record['imageId']}.jpg"
+            self.check_media(image, str(qid))
             samples.append(
                 Sample(
                     id=str(qid),
                     question=record["question"],
                     answer=record["answer"],
                     category=types.get("structural"),
-                    media=[image_media(str(root / "images" / f"{record['imageId']}.jpg"))],
+                    media=[image_media(str(image))],
                     meta={"semantic": types.get("semantic")},
                 )
             )
+        self.check_count(len(samples), PUBLISHED_QUESTIONS, str(annotation))
         return samples
 
     def build_conversation(self, sample: Sample, settings: EvalSettings):

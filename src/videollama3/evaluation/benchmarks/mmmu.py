@@ -70,6 +70,21 @@ def _subject(sample_id: str, folder: str) -> str:
     return match.group(1) if match else folder
 
 
+PUBLISHED_VALIDATION = 900  # 30 per subject
+
+
+def subset_of_subjects(files: list[Path]) -> bool:
+    """Whether ``files`` cover fewer than the 30 subjects (a deliberate subset: no published count applies)."""
+    return len({file.parent.name for file in files}) < len(SUBJECT_TO_DISCIPLINE)
+
+
+def _is_list_literal(value: Any) -> bool:
+    try:
+        return isinstance(ast.literal_eval(str(value)), (list, tuple))
+    except (ValueError, SyntaxError):
+        return False
+
+
 def _parse_list(value: str) -> list[str]:
     try:
         parsed = ast.literal_eval(value)
@@ -97,6 +112,15 @@ class MMMU(Benchmark):
             for row_index, row in enumerate(read_parquet(file, text_columns)):
                 options = _parse_list(row["options"]) if row.get("options") else []
                 multiple_choice = row["question_type"] == "multiple-choice"
+                if multiple_choice and not _is_list_literal(row.get("options")):
+                    self.report(
+                        "malformed_record", f"{file}: {row['id']}: options {row.get('options')!r} are not a list"
+                    )
+                if multiple_choice and str(row["answer"]).strip() not in letters_for(options):
+                    self.report(
+                        "answer_not_in_options",
+                        f"{file}: {row['id']}: answer {row['answer']!r} is not one of the {len(options)} option letters",
+                    )
                 refs = sorted({int(k) for text in [row["question"], *options] for k in _IMAGE_REF.findall(text)})
                 images = [image_media(ParquetImage(str(file), row_index, f"image_{k}")) for k in refs]
                 subject = _subject(str(row["id"]), file.parent.name)
@@ -111,6 +135,8 @@ class MMMU(Benchmark):
                         meta={"question_type": row["question_type"], "discipline": SUBJECT_TO_DISCIPLINE.get(subject)},
                     )
                 )
+        if not subset_of_subjects(files):
+            self.check_count(len(samples), PUBLISHED_VALIDATION, f"{root} (all 30 subjects)")
         return samples
 
     def build_conversation(self, sample: Sample, settings: EvalSettings):

@@ -32,6 +32,7 @@ from ..base import (
 from ..extraction import clean_response, extract_choice, parse_number
 from ..io import ParquetImage, parquet_columns, read_parquet
 
+PUBLISHED_QUESTIONS = 765
 _OPTION_LINE = re.compile(r"^\s*([A-F])[\.\)]\s*(.+)$")
 
 
@@ -56,16 +57,20 @@ class RealWorldQA(Benchmark):
                     if match:
                         letters += match.group(1)
                         options.append(match.group(2).strip())
+                answer = str(row["answer"]).strip()
+                if re.fullmatch(r"[A-F]", answer) and letters and answer not in letters:
+                    self.report("answer_not_in_options", f"{file.stem}/{index}: answer {answer} not among {letters}")
                 samples.append(
                     Sample(
                         id=f"{file.stem}/{index}",
                         question=row["question"],
-                        answer=str(row["answer"]).strip(),
+                        answer=answer,
                         options=options,
                         media=[image_media(ParquetImage(str(file), index, "image"))],
                         meta={"letters": letters},
                     )
                 )
+        self.check_count(len(samples), PUBLISHED_QUESTIONS, ", ".join(str(f) for f in files))
         return samples
 
     def build_conversation(self, sample: Sample, settings: EvalSettings):
