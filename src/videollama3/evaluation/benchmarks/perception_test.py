@@ -45,6 +45,8 @@ class PerceptionTest(MultipleChoiceBenchmark):
                     self.report("missing_answer", f"{sample_id}: no answer_id; skipped")
                     continue
                 answer_id = question["answer_id"]
+                if isinstance(answer_id, str) and answer_id.strip().isdigit():
+                    answer_id = int(answer_id)  # lmms-lab's conversion stores the index as a string
                 if not (isinstance(answer_id, int) and 0 <= answer_id < len(options)):
                     self.report("answer_not_in_options", f"{sample_id}: answer_id {answer_id!r} is not an option; kept")
                     answer_id = None
