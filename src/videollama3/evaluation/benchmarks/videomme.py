@@ -15,6 +15,8 @@ computed here from the container's timestamps without decoding.
 
 An answer that is not the letter of one of the options is reported and kept (counted wrong); missing
 videos are reported (those samples fail). Not every video has a subtitle file: that is not a problem.
+Unlike the official ``eval_your_results.py``, which divides by the questions it could read a letter from,
+unreadable answers count as wrong (scores are over every question).
 """
 
 from __future__ import annotations
@@ -144,7 +146,9 @@ class VideoMME(Benchmark):
         return user_turn(video_item(path, settings), text_item(text))
 
     def _score_group(self, predictions: list[Prediction]) -> dict[str, Any]:
-        return score_choices(predictions, {"by_duration": by_meta("duration"), "by_task": by_category})
+        # The official eval_your_results.py reports per duration, per video category (domain) and per task.
+        groups = {"by_duration": by_meta("duration"), "by_domain": by_meta("domain"), "by_task": by_category}
+        return score_choices(predictions, groups)
 
     def score(self, predictions: list[Prediction]) -> dict[str, Any]:
         if self.subtitles != "both":
