@@ -125,6 +125,7 @@ def test_training_loss_and_gradient_checkpointing():
     """Labels follow the pruned sequence; activation checkpointing changes memory, not the gradients."""
     from parity_fixtures import FIXTURE_MODEL
     from videollama3 import VideoLLaMA3ForCausalLM
+    from videollama3.training.trainer import enable_activation_checkpointing
 
     _, inputs, _ = load_case("video_static_pruned")
     labels = inputs["input_ids"].clone()
@@ -133,8 +134,8 @@ def test_training_loss_and_gradient_checkpointing():
     for checkpointing in (False, True):
         model = VideoLLaMA3ForCausalLM.from_pretrained(FIXTURE_MODEL).train()
         if checkpointing:
-            model.gradient_checkpointing_enable()
-            assert model.vision_encoder.gradient_checkpointing
+            enable_activation_checkpointing(model)
+            assert model.vision_encoder.gradient_checkpointing and model.model.gradient_checkpointing
         loss = model(**inputs, labels=labels).loss
         loss.backward()
         grads.append((loss.detach(), model.vision_encoder.embeddings.patch_embedding.weight.grad.clone()))

@@ -26,6 +26,7 @@ from transformers.models.qwen2.modeling_qwen2 import Qwen2PreTrainedModel
 
 from .configuration import VideoLLaMA3Config
 from .errors import InputError
+from .llm_cache import cache_kwargs, holds_tokens, output_cache, pop_cache
 from .projector import build_projector
 from .pruning import pruning_mask
 from .vision_encoder import VisionEncoder, VisionEncoderLayer
@@ -221,7 +222,6 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values=None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -236,11 +236,12 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
         """Logits for the sequence the LLM sees (after pruning), and the loss when ``labels`` are given.
 
         ``modals`` is accepted for compatibility with the official processor output and not needed: an
-        item is a video (prunable) when it has more than one frame.
+        item is a video (prunable) when it has more than one frame. The KV cache comes in ``kwargs`` under
+        the name the caller's transformers uses (``cache`` or ``past_key_values``, see ``llm_cache``): a
+        call with a cache that already holds tokens is a decode step, whose ``input_ids`` are new tokens.
         """
-        if inputs_embeds is None and (
-            pixel_values is not None or past_key_values is None or _is_empty(past_key_values)
-        ):
+        cache = pop_cache(kwargs)
+        if inputs_embeds is None and (pixel_values is not None or not holds_tokens(cache)):
             if input_ids is None:
                 raise InputError("forward needs input_ids or inputs_embeds")
             mm = self.prepare_multimodal_inputs(
@@ -257,9 +258,9 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            **cache_kwargs(cache),
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
@@ -274,7 +275,7 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **cache_kwargs(output_cache(outputs)),
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
@@ -314,13 +315,6 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
             input_ids, attention_mask, None, None, pixel_values, grid_sizes, merge_sizes, compression_mask
         )
         return super().generate(inputs_embeds=mm.inputs_embeds, attention_mask=mm.attention_mask, **kwargs)
-
-
-def _is_empty(cache) -> bool:
-    try:
-        return cache.get_seq_length() == 0
-    except AttributeError:
-        return False
 
 
 def _positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from vl3_media import (
     FIXTURES,
+    MEDIA_FIXTURES,
     decode_all,
     frame_pattern,
     make_audio_only,
@@ -309,9 +310,10 @@ def test_load_video_convenience(media):
     assert timestamps == [0.0, 4.0] and [f.shape for f in frames] == [(28, 28, 3)] * 2
 
 
-def test_rotation_metadata_is_applied_as_ffmpeg_does(tmp_path):
-    upright = make_video(tmp_path / "upright.mp4", num_frames=10, fps=10)
-    rotated = make_video(tmp_path / "rotated.mp4", num_frames=10, fps=10, rotation=-90)  # displayed turned clockwise
+def test_rotation_metadata_is_applied_as_ffmpeg_does():
+    # Stored files (tests/fixtures/media/README.md): older PyAV cannot write the display matrix.
+    upright = MEDIA_FIXTURES / "upright.mp4"
+    rotated = MEDIA_FIXTURES / "rotated_cw90.mp4"  # displayed turned clockwise
     plan = plan_video(rotated, VideoSampling(1, 180))
     assert (plan.height, plan.width) == (64, 48)
     np.testing.assert_array_equal(plan.read()[0], np.rot90(plan_video(upright).read()[0], k=-1))

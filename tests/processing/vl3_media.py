@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "parity"
+MEDIA_FIXTURES = REPO_ROOT / "tests" / "fixtures" / "media"  # stored videos (see its README)
 FIXTURE_MODEL = FIXTURES / "model"
 CASE_NAMES = sorted(p.name for p in (FIXTURES / "cases").iterdir())
 

@@ -45,6 +45,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from ..errors import InputError
+from ..llm_cache import cache_kwargs, output_cache
 from .cache import FeatureCache, PrefixCache, item_key, prefix_hashes
 from .errors import unavailable
 
@@ -707,12 +708,12 @@ class Engine:
             inputs_embeds=inputs,
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=_make_cache(self.model.config),
+            **cache_kwargs(_make_cache(self.model.config)),
             use_cache=True,
             logits_to_keep=1,
         )
         tokens = self._sample(out.logits[:, -1], seqs)
-        return _Batch(list(seqs), out.past_key_values, mask, tokens)
+        return _Batch(list(seqs), output_cache(out), mask, tokens)
 
     def _prefill_after_prefix(
         self, items: list[tuple[_Sequence, torch.Tensor, tuple[list[tuple[torch.Tensor, torch.Tensor]], int]]]
@@ -755,12 +756,12 @@ class Engine:
             inputs_embeds=inputs,
             attention_mask=attention_mask,
             position_ids=positions,
-            past_key_values=_make_cache(self.model.config, layers, room=rest_len),
+            **cache_kwargs(_make_cache(self.model.config, layers, room=rest_len)),
             use_cache=True,
             logits_to_keep=1,
         )
         seqs = [seq for seq, _, _ in items]
-        return _Batch(seqs, out.past_key_values, mask, self._sample(out.logits[:, -1], seqs))
+        return _Batch(seqs, output_cache(out), mask, self._sample(out.logits[:, -1], seqs))
 
     def _place(self, group: _Batch) -> _Batch:
         """Add freshly prefilled sequences to the running batch they fit best; returns that batch.
@@ -818,10 +819,10 @@ class Engine:
             input_ids=batch.last_tokens.unsqueeze(1),
             attention_mask=mask.bool()[:, None, None, :] if self._sdpa else mask,
             position_ids=batch.positions.unsqueeze(1),
-            past_key_values=batch.cache,
+            **cache_kwargs(batch.cache),
             use_cache=True,
         )
-        batch.cache = out.past_key_values
+        batch.cache = output_cache(out)
         batch.mask = mask
         batch.positions = batch.positions + 1
         batch.last_tokens = self._sample(out.logits[:, -1], seqs)
@@ -843,7 +844,7 @@ class Engine:
             # Given as the per-layer-type mapping, the masks reach attention as they are.
             attention_mask={"full_attention": _PerBatch([m.bool()[:, None, None, :] for m in masks], rows)},
             position_ids=torch.cat([b.positions for b in batches]).unsqueeze(1),
-            past_key_values=self._batches_cache,
+            **cache_kwargs(self._batches_cache),
             use_cache=True,
         )
         tokens = self._sample(out.logits[:, -1], seqs)  # (B,)

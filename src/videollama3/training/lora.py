@@ -18,9 +18,11 @@ encoder, projector and LM head stay in bf16.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -85,7 +87,16 @@ def apply_lora(model: nn.Module, settings: LoraSettings, gradient_checkpointing:
         target_modules=target_regex(settings),
         bias="none",
     )
-    return get_peft_model(model, config)
+    with _peft_deprecations_silenced():
+        return get_peft_model(model, config)
+
+
+@contextlib.contextmanager
+def _peft_deprecations_silenced():
+    """PEFT reads transformers' ``is_gradient_checkpointing``, deprecated in 5.24: not the user's to fix."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* is deprecated", category=FutureWarning)
+        yield
 
 
 def save_adapter(peft_model: nn.Module, state_dict: dict[str, torch.Tensor], folder: Path, base: str) -> None:
@@ -150,7 +161,8 @@ def export_merged(
         result = model.load_state_dict(weights, strict=False)
         if result.unexpected_keys:
             raise CheckpointError(f"{non_lora}: weights the model does not have: {result.unexpected_keys[:5]}")
-    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    with _peft_deprecations_silenced():
+        merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     merged.to(dtype)
     with atomic_directory(output_dir) as tmp:
         merged.save_pretrained(tmp)

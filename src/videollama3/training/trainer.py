@@ -125,9 +125,7 @@ class StageTrainer:
         model.config.use_token_compression = s.data.use_token_compression
         model.config.use_cache = False
         if s.train.gradient_checkpointing:
-            enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-            enable({"use_reentrant": False})
-            model.vision_encoder.gradient_checkpointing = True
+            enable_activation_checkpointing(model)
         return model
 
     def setup(self) -> None:
@@ -392,3 +390,14 @@ def _postfix(stats: dict) -> str:
     if stats.get("skipped"):
         parts.append(f"skipped {int(stats['skipped'])}")
     return ", ".join(parts)
+
+
+def enable_activation_checkpointing(model: nn.Module) -> None:
+    """Recompute activations in the backward pass: the LLM's decoder layers and the vision encoder's.
+
+    transformers renamed ``gradient_checkpointing_enable`` to ``activation_checkpointing_enable`` (the old
+    name warns); the oldest release we support has only the old one.
+    """
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable({"use_reentrant": False})
+    model.vision_encoder.gradient_checkpointing = True
