@@ -29,6 +29,7 @@ from .errors import InputError
 from .llm_cache import cache_kwargs, holds_tokens, output_cache, pop_cache
 from .projector import build_projector
 from .pruning import pruning_mask
+from .token_layout import merged_tokens_per_item, positions_from_mask
 from .vision_encoder import VisionEncoder, VisionEncoderLayer
 
 IGNORE_INDEX = -100
@@ -130,8 +131,8 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
     def compute_compression_mask(self, pixel_values, grid_sizes, merge_sizes) -> torch.Tensor:
         """DiffFP keep-mask over all visual tokens (all True when pruning is off in the config)."""
         if not self.config.use_token_compression:
-            counts = [t * (h // m) * (w // m) for (t, h, w), m in zip(grid_sizes.tolist(), merge_sizes.tolist())]
-            return torch.ones(sum(counts), dtype=torch.bool, device=pixel_values.device)
+            total = sum(merged_tokens_per_item(grid_sizes, merge_sizes))
+            return torch.ones(total, dtype=torch.bool, device=pixel_values.device)
         return pruning_mask(
             pixel_values,
             grid_sizes,
@@ -174,7 +175,7 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
                 )
             embeds = embed(input_ids)
             if position_ids is None:
-                position_ids = _positions_from_mask(attention_mask)
+                position_ids = positions_from_mask(attention_mask)
             return MultimodalInputs(embeds, attention_mask, position_ids, labels)
 
         if grid_sizes is None or merge_sizes is None:
@@ -212,7 +213,7 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
         embeds = embeds.masked_scatter(receives.unsqueeze(-1).to(embeds.device), features.to(embeds.dtype))
         if token_keep is None:
             if position_ids is None:
-                position_ids = _positions_from_mask(attention_mask)
+                position_ids = positions_from_mask(attention_mask)
             return MultimodalInputs(embeds, attention_mask, position_ids, labels)
         return _drop_tokens(embeds, attention_mask, labels, token_keep.to(embeds.device))
 
@@ -317,11 +318,6 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
         return super().generate(inputs_embeds=mm.inputs_embeds, attention_mask=mm.attention_mask, **kwargs)
 
 
-def _positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Contiguous positions over the real tokens of each row (padding gets 0)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp_(min=0)
-
-
 def _drop_tokens(embeds, attention_mask, labels, token_keep) -> MultimodalInputs:
     """Remove tokens where ``token_keep`` is False and re-pad the batch on the side it was padded."""
     real = attention_mask.bool()
@@ -340,7 +336,7 @@ def _drop_tokens(embeds, attention_mask, labels, token_keep) -> MultimodalInputs
         out_mask[b, sl] = 1
         if labels is not None:
             out_labels[b, sl] = labels[b][keep[b]]
-    return MultimodalInputs(out_embeds, out_mask, _positions_from_mask(out_mask), out_labels)
+    return MultimodalInputs(out_embeds, out_mask, positions_from_mask(out_mask), out_labels)
 
 
 __all__ = ["VideoLLaMA3ForCausalLM", "VideoLLaMA3Model", "VideoLLaMA3PreTrainedModel", "VisionEncoderLayer"]

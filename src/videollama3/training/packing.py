@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..token_layout import positions_from_mask
 from .data import Sample
 from .labels import IGNORE_INDEX
 
@@ -144,7 +145,7 @@ def pad(samples: list[Sample], pad_token_id: int) -> MicroBatch:
         input_ids[b, : s.length] = s.input_ids
         targets[b, : s.length] = shifted_targets(s.labels)
         attention_mask[b, : s.length] = 1
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp_(min=0)
+    position_ids = positions_from_mask(attention_mask)
     return MicroBatch(
         input_ids=input_ids,
         targets=targets,
