@@ -1,5 +1,5 @@
 """Does a synthetic checkpoint pick the right option when the answer is already in the conversation?
-(docs/experiments.md, "Two more attempts at the lookup").
+(research/experiments.md, "Two more attempts at the lookup").
 
 For every multiple-choice question of the held-out benchmark the model is asked twice, greedily:
 
@@ -12,7 +12,7 @@ For every multiple-choice question of the held-out benchmark the model is asked 
 
 If ``given`` is no better than ``alone``, the model has not learned the matching step itself.
 
-    python benchmarks/synthetic_mc_given_answer.py src/videollama3/assets/synthetic-model
+    python research/synthetic_mc_given_answer.py src/videollama3/assets/synthetic-model
 """
 
 from __future__ import annotations

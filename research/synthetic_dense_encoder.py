@@ -5,10 +5,10 @@ starts random. This script gives the same architecture a perception pretraining 
 makes free: every 14-pixel patch of a shape scene is labelled with the colour, shape, size and grid cell of
 the object covering most of it (background otherwise), and the encoder is trained with one linear head per
 label (background patches weighted 0.2). It prints the held-out per-patch accuracy on object patches, and
-saves the whole model (LLM and projector untouched) for ``benchmarks/synthetic_probe.py --init OUT``.
-The results are in docs/experiments.md ("Learnability probes").
+saves the whole model (LLM and projector untouched) for ``research/synthetic_probe.py --init OUT``.
+The results are in research/experiments.md ("Learnability probes").
 
-    python benchmarks/synthetic_dense_encoder.py --init runs/synthetic/init --out runs/dense-init --steps 600
+    python research/synthetic_dense_encoder.py --init runs/synthetic/init --out runs/dense-init --steps 600
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ The recipe keeps only the last checkpoint of a stage; train with more kept to ge
 
     videollama3 train synthetic --set output_dir=runs/curve --set export_dir=null \\
         --set train.save_steps=50 --set train.keep_last=100
-    python benchmarks/synthetic_learning_curve.py runs/curve --stages stage3,stage4 --every 100 \\
+    python research/synthetic_learning_curve.py runs/curve --stages stage3,stage4 --every 100 \\
         --jsonl runs/curve.jsonl
 
-Results and their reading: docs/experiments.md ("Learning curves").
+Results and their reading: research/experiments.md ("Learning curves").
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ Trains the small VideoLLaMA3 (from a random initialisation) on image questions o
 few hundred steps, entirely in memory (rendered images, processor outputs and padded batches are built
 once, so a step costs only the forward and backward pass), and reports the held-out accuracy per task every
 ``--eval-every`` steps. An answer counts as right when every one of its tokens is the argmax under teacher
-forcing. The results are in docs/experiments.md ("Learnability probes").
+forcing. The results are in research/experiments.md ("Learnability probes").
 
-    python benchmarks/synthetic_probe.py --init runs/synthetic/init --single --tasks colour --vision-lr 0
-    python benchmarks/synthetic_probe.py --init runs/synthetic/init --tasks all --qper 4 --mc --steps 600
+    python research/synthetic_probe.py --init runs/synthetic/init --single --tasks colour --vision-lr 0
+    python research/synthetic_probe.py --init runs/synthetic/init --tasks all --qper 4 --mc --steps 600
 
 ``--init`` is a random initial model folder (``videollama3 train synthetic`` writes one to
 runs/synthetic/init); without it one is built in a temporary folder (tokenizer training included, ~1 min).

@@ -1,5 +1,5 @@
 """The synthetic world told in words: can the small LLM answer the world's questions when the scene is
-written in the prompt instead of shown? (docs/experiments.md, "Two more attempts at the lookup").
+written in the prompt instead of shown? (research/experiments.md, "Two more attempts at the lookup").
 
 ``write`` renders text-only conversations in the official annotation format: a scene's caption stands where
 the picture would be (``There is a large red circle in the center.\\nWhat colour is the object?``), followed
@@ -7,9 +7,9 @@ by 1-8 of the scene's questions; even records are images, odd ones videos. Scene
 rendered training items. ``eval`` asks a checkpoint one held-out question per conversation and prints the
 accuracy per modality, kind (open / mc) and task.
 
-    python benchmarks/synthetic_text_scenes.py write runs/synthetic/data/scene_text.jsonl --records 20000
+    python research/synthetic_text_scenes.py write runs/synthetic/data/scene_text.jsonl --records 20000
     videollama3 train RECIPE --stages language   # a recipe with the docs' `language` stage (LLM only)
-    python benchmarks/synthetic_text_scenes.py eval runs/exp_language/language/final
+    python research/synthetic_text_scenes.py eval runs/exp_language/language/final
 
 ``--mc-last`` keeps at most one multiple-choice question per conversation, as its last.
 """

@@ -1,6 +1,6 @@
 """Language-side probes: can the small model's LLM, trained from scratch, learn in-context retrieval in budget?
 
-The bundled model answers multiple-choice questions at chance (docs/experiments.md). These probes take the
+The bundled model answers multiple-choice questions at chance (research/experiments.md). These probes take the
 vision out: the same LLM (the ``synthetic`` recipe's Qwen2 widths and tokenizer, random initialisation,
 AdamW at the recipe's rate, bf16 autocast, batches of 16 unless ``--batch``) is trained on text alone,
 where every answer is written in the context, and its held-out accuracy is measured as training goes on:
@@ -22,14 +22,14 @@ where every answer is written in the context, and its held-out accuracy is measu
 
 An answer counts as right when all its tokens are the argmax under teacher forcing.
 
-    python benchmarks/synthetic_llm_probes.py --init runs/synthetic/init --json runs/llm_probes.json
-    python benchmarks/synthetic_llm_probes.py --init runs/synthetic/init --probes option --init-range 0.02
+    python research/synthetic_llm_probes.py --init runs/synthetic/init --json runs/llm_probes.json
+    python research/synthetic_llm_probes.py --init runs/synthetic/init --probes option --init-range 0.02
 
 ``--init-range`` draws the random weights with another standard deviation than the init folder's;
 ``--optimizer muon`` trains the blocks' matrices with Muon (as the recipe's ``optim.optimizer: muon``).
 
 ``--init`` supplies the tokenizer and the LLM's config (a folder written by ``videollama3 train synthetic``'s ``world`` step).
-Results and their reading are in docs/experiments.md ("Why multiple choice fails: the LLM").
+Results and their reading are in research/experiments.md ("Why multiple choice fails: the LLM").
 """
 
 from __future__ import annotations

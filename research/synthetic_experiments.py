@@ -1,11 +1,11 @@
-"""The paper's claim in miniature, on the synthetic world (docs/experiments.md).
+"""The paper's claim in miniature, on the synthetic world (research/experiments.md).
 
 1. Four-stage vision-centric recipe (``videollama3 train synthetic``) vs video-only training from the same
    initialisation with the same compute (``videollama3 train synthetic-video-only``): accuracy per task on
    the held-out benchmark, and the training tokens each run consumed (from the stages' metrics.jsonl).
 2. Differential Frame Pruner on vs off for a model: accuracy, visual tokens per video, prefill time.
 
-    python benchmarks/synthetic_experiments.py \\
+    python research/synthetic_experiments.py \\
         --model four-stage=runs/synthetic/stage4/final --model video-only=runs/synthetic-video-only/video/final \\
         --runs four-stage=runs/synthetic --runs video-only=runs/synthetic-video-only --n 400 --json out.json
 
