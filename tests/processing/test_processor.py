@@ -359,7 +359,7 @@ def test_only_pytorch_tensors(processor):
 
 
 def test_background_decoding_stops_and_cleans_up_when_the_consumer_stops():
-    from videollama3.processing.processor import _prefetched
+    from videollama3.processing.parallel import prefetched
 
     closed = []
 
@@ -369,7 +369,7 @@ def test_background_decoding_stops_and_cleans_up_when_the_consumer_stops():
         finally:
             closed.append(True)
 
-    for item in _prefetched(frames()):
+    for item in prefetched(frames()):
         if item == 3:
             break
     assert closed == [True]
@@ -379,4 +379,4 @@ def test_background_decoding_stops_and_cleans_up_when_the_consumer_stops():
         raise MediaError("corrupt frame")
 
     with pytest.raises(MediaError, match="corrupt frame"):
-        list(_prefetched(failing()))
+        list(prefetched(failing()))

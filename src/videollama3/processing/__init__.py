@@ -1,23 +1,22 @@
 """Turning conversations with images and videos into VideoLLaMA3 inputs.
 
-- :class:`VideoLLaMA3Processor`: conversation(s) -> ``input_ids``, ``pixel_values``, ``grid_sizes``...
-- :class:`VideoLLaMA3ImageProcessor`: the visual-token budget, resizing, normalisation, patchification.
-- :func:`load_video` / :func:`plan_video`: reference-exact frame sampling with PyAV.
-- :func:`render_conversation`: the chat template.
+- :class:`VideoLLaMA3Processor` (``processor``): conversation(s) -> ``input_ids``, ``pixel_values``,
+  ``grid_sizes``... It ties the pieces below together:
+- ``conversation``: checking a conversation, and planning its images and videos before any decoding;
+- ``chat_template``: :func:`render_conversation`, the prompt string;
+- :class:`VideoLLaMA3ImageProcessor` (``image_processing``): the visual-token budget, resizing,
+  normalisation, patchification (the pixel-level functions are in ``image``);
+- :func:`load_video` / :func:`plan_video` (``video``): reference-exact frame sampling with PyAV;
+- ``parallel``: thread counts (``VIDEOLLAMA3_*`` variables) and the decode / resize threads.
 """
 
 from __future__ import annotations
 
+from ..hub import resolve_processor_folder as resolve_pretrained_folder  # a processor checkpoint's folder
 from .chat_template import DEFAULT_SYSTEM_PROMPT, IMAGE_TOKEN, render_conversation
 from .image import ImageReader, target_sizes
-from .processor import (
-    OFFICIAL_IMAGE_PROCESSOR_TYPE,
-    OFFICIAL_PROCESSOR_CLASS,
-    VideoLLaMA3ImageProcessor,
-    VideoLLaMA3Processor,
-    Videollama3Qwen2Processor,
-    resolve_pretrained_folder,
-)
+from .image_processing import OFFICIAL_IMAGE_PROCESSOR_TYPE, VideoLLaMA3ImageProcessor
+from .processor import OFFICIAL_PROCESSOR_CLASS, VideoLLaMA3Processor, Videollama3Qwen2Processor
 from .video import TqdmProgress, VideoPlan, VideoSampling, load_video, plan_video
 
 

@@ -20,487 +20,31 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
-import queue
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from transformers.feature_extraction_utils import BatchFeature
 
-from ..errors import CheckpointError, ConversationError, MediaError
+from ..errors import CheckpointError, ConversationError
+from ..hub import pop_hub_kwargs, read_optional_json, resolve_processor_folder
 from ..pruning import DEFAULT_MIN_TOKENS as DEFAULT_COMPRESSION_MIN_TOKENS
 from ..pruning import DEFAULT_THRESHOLD as DEFAULT_COMPRESSION_THRESHOLD
 from ..pruning import item_pruning_mask
-from .chat_template import IMAGE_TOKEN, content_kind, render_conversation
-from .image import (
-    DEFAULT_MAX_TOKENS,
-    DEFAULT_MIN_TOKENS,
-    MAX_IMAGE_PIXELS,
-    PATCH_SIZE,
-    ImageReader,
-    PixelNormalizer,
-    resize,
-    target_sizes,
-    write_patches,
-)
-from .video import (
-    DEFAULT_FPS,
-    DEFAULT_MAX_FRAMES,
-    ProgressCallback,
-    VideoPlan,
-    VideoSampling,
-    available_cores,
-    decode_workers,
-    plan_video,
-)
+from ..token_layout import merged_tokens, merged_tokens_per_item
+from .chat_template import IMAGE_TOKEN, render_conversation
+from .conversation import ConversationParser, MediaItem, ParsedConversation
+from .image import PixelNormalizer, resize, write_patches
+from .image_processing import IMAGE_PROCESSOR_CONFIG_NAME, VideoLLaMA3ImageProcessor, check_return_tensors
+from .parallel import decode_workers, parallel_map, prefetched, resize_threads
+from .video import DEFAULT_FPS, DEFAULT_MAX_FRAMES, ProgressCallback, VideoPlan
 
 PROCESSOR_CONFIG_NAME = "processor_config.json"
-IMAGE_PROCESSOR_CONFIG_NAME = "preprocessor_config.json"
-# The class names the released checkpoints' configs use; we answer to them without remote code.
+# The class name the released checkpoints' processor_config.json uses; we answer to it without remote code.
 OFFICIAL_PROCESSOR_CLASS = "Videollama3Qwen2Processor"
-OFFICIAL_IMAGE_PROCESSOR_TYPE = "Videollama3ImageProcessor"
-
-_VIDEO_KEYS = {"video_path", "path", "fps", "max_frames", "start_time", "end_time", "frames", "timestamps"}
-_IMAGE_PATH_KEYS = ("image_path", "path")
-# Keyword arguments of from_pretrained that only concern where files come from (or remote code).
-_HUB_KWARGS = {
-    "cache_dir",
-    "force_download",
-    "proxies",
-    "token",
-    "revision",
-    "local_files_only",
-    "subfolder",
-    "trust_remote_code",
-    "_from_auto",
-    "_from_pipeline",
-    "user_agent",
-    "repo_type",
-    "code_revision",
-}
-
-
-# --------------------------------------------------------------------------------------------------
-# Image processor
-# --------------------------------------------------------------------------------------------------
-
-
-class VideoLLaMA3ImageProcessor:
-    """Resize, normalise and patchify images and video frames (``preprocessor_config.json``).
-
-    Args:
-        patch_size: vision patch size (14).
-        min_tokens: fewest merged tokens an image (per frame) is enlarged to (16).
-        max_tokens: merged visual tokens of one sample, shared by all its images and frames (16384).
-            Set ``image_processor.max_tokens`` to change the default budget.
-        resample: Pillow filter (3 = bicubic).
-        do_rescale, rescale_factor, do_normalize, image_mean, image_std: pixel normalisation.
-    """
-
-    model_input_names = ["pixel_values", "grid_sizes", "merge_sizes"]
-
-    def __init__(
-        self,
-        patch_size: int = PATCH_SIZE,
-        min_tokens: int = DEFAULT_MIN_TOKENS,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
-        resample: int = Image.Resampling.BICUBIC,
-        do_resize: bool = True,
-        do_rescale: bool = True,
-        rescale_factor: float = 1 / 255,
-        do_normalize: bool = True,
-        image_mean: Sequence[float] = (0.5, 0.5, 0.5),
-        image_std: Sequence[float] = (0.5, 0.5, 0.5),
-        do_convert_rgb: bool = True,
-        max_image_pixels: int = MAX_IMAGE_PIXELS,
-        **kwargs: Any,
-    ):
-        self.patch_size = int(patch_size)
-        self.min_tokens = int(min_tokens)
-        self.max_tokens = int(max_tokens)
-        self.resample = int(resample)
-        self.do_resize = do_resize
-        self.do_rescale = do_rescale
-        self.rescale_factor = rescale_factor
-        self.do_normalize = do_normalize
-        self.image_mean = list(image_mean)
-        self.image_std = list(image_std)
-        self.do_convert_rgb = do_convert_rgb
-        self.max_image_pixels = max_image_pixels
-        # Other keys of the config file (auto_map, image_processor_type, ...) are kept for save_pretrained.
-        self.extra_config = {k: v for k, v in kwargs.items() if not k.startswith("_")}
-
-    # -- configuration -----------------------------------------------------------------------------
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> VideoLLaMA3ImageProcessor:
-        hub = {k: kwargs.pop(k) for k in list(kwargs) if k in _HUB_KWARGS}
-        folder = resolve_pretrained_folder(pretrained_model_name_or_path, **hub)
-        config = _read_json(folder / IMAGE_PROCESSOR_CONFIG_NAME) or {}
-        config.update(kwargs)
-        return cls(**config)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dict(self.extra_config)
-        out.setdefault("image_processor_type", OFFICIAL_IMAGE_PROCESSOR_TYPE)
-        out.update(
-            do_convert_rgb=self.do_convert_rgb,
-            do_normalize=self.do_normalize,
-            do_rescale=self.do_rescale,
-            do_resize=self.do_resize,
-            image_mean=self.image_mean,
-            image_std=self.image_std,
-            max_tokens=self.max_tokens,
-            min_tokens=self.min_tokens,
-            patch_size=self.patch_size,
-            resample=self.resample,
-            rescale_factor=self.rescale_factor,
-        )
-        return dict(sorted(out.items()))
-
-    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        folder = Path(save_directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / IMAGE_PROCESSOR_CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({json.dumps(self.to_dict())})"
-
-    # -- the pieces the processor uses ---------------------------------------------------------------
-
-    def normalizer(self) -> PixelNormalizer:
-        return PixelNormalizer(self.do_rescale, self.rescale_factor, self.do_normalize, self.image_mean, self.image_std)
-
-    def target_sizes(
-        self, items: Sequence[tuple[int, int, int]], merge_sizes: Sequence[int], max_tokens: int | None = None
-    ) -> list[tuple[int, int]]:
-        """(h, w) of every item of one sample; items are (num_frames, height, width). See ``image.target_sizes``."""
-        if not self.do_resize:
-            sizes = []
-            for (_, height, width), m in zip(items, merge_sizes):
-                factor = self.patch_size * m
-                if height % factor or width % factor:
-                    raise MediaError(
-                        f"do_resize is off but a {width}x{height} image is not a multiple of {factor} (patch x merge)"
-                    )
-                sizes.append((height, width))
-            return sizes
-        return target_sizes(
-            items,
-            merge_sizes,
-            patch_size=self.patch_size,
-            min_tokens=self.min_tokens,
-            max_tokens=self.max_tokens if max_tokens is None else max_tokens,
-        )
-
-    def resize(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        return resize(image, size, self.resample)
-
-    # -- standalone use (in-memory images and videos) -------------------------------------------------
-
-    def __call__(
-        self,
-        images: Any,
-        merge_size: int | Sequence[int] = 1,
-        max_tokens: int | None = None,
-        return_tensors: str | None = "pt",
-    ) -> BatchFeature:
-        """Process in-memory images / videos of one sample (the official image processor's interface).
-
-        Args:
-            images: one item or a list of items; an item is an image (PIL / uint8 array (H, W[, C])) or a
-                video (a list of such frames, or a uint8 array (T, H, W, C)).
-            merge_size: per item, or one for all (1 for images, 2 for videos in VideoLLaMA3).
-
-        Returns:
-            ``pixel_values`` (N, 3 * p * p) float32, ``grid_sizes`` (n_items, 3), ``merge_sizes`` (n_items,).
-        """
-        _check_return_tensors(return_tensors)
-        items = _as_item_list(images)
-        merges = list(merge_size) if isinstance(merge_size, Sequence) else [merge_size] * len(items)
-        if len(merges) != len(items):
-            raise ValueError(f"{len(items)} items but {len(merges)} merge sizes")
-        readers = [[ImageReader(f) for f in item] for item in items]
-        sizes = self.target_sizes([(len(r), r[0].height, r[0].width) for r in readers], merges, max_tokens)
-        p = self.patch_size
-        grid_sizes = [[len(r), h // p, w // p] for r, (h, w) in zip(readers, sizes)]
-        pixel_values = torch.empty(sum(t * gh * gw for t, gh, gw in grid_sizes), 3 * p * p)
-        normalizer = self.normalizer()
-        row = 0
-        for item_readers, m, size, (_, gh, gw) in zip(readers, merges, sizes, grid_sizes):
-            for reader in item_readers:
-                frame = self.resize(reader.read(), size)
-                write_patches(pixel_values[row : row + gh * gw], frame, m, normalizer, p)
-                row += gh * gw
-        return BatchFeature(
-            data={
-                "pixel_values": pixel_values,
-                "grid_sizes": torch.tensor(grid_sizes, dtype=torch.long),
-                "merge_sizes": torch.tensor(merges, dtype=torch.long),
-            }
-        )
-
-    preprocess = __call__
-
-
-def _as_item_list(images: Any) -> list[list]:
-    def is_frame(x):
-        return isinstance(x, Image.Image) or (isinstance(x, (np.ndarray, torch.Tensor)) and x.ndim in (2, 3))
-
-    def as_item(x):
-        if is_frame(x):
-            return [x]
-        if isinstance(x, (np.ndarray, torch.Tensor)) and x.ndim == 4:
-            return list(x)
-        if isinstance(x, (list, tuple)) and x and all(is_frame(f) for f in x):
-            return list(x)
-        raise MediaError(f"cannot read {type(x).__name__} as an image or a video")
-
-    if is_frame(images) or (isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4):
-        return [as_item(images)]
-    if isinstance(images, (list, tuple)) and images:
-        return [as_item(x) for x in images]
-    raise MediaError("no images given")
-
-
-# --------------------------------------------------------------------------------------------------
-# Conversation parsing
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Item:
-    """One image or one video of a sample, and where its patches go."""
-
-    modal: str  # "image" | "video"
-    merge_size: int
-    height: int  # of the (first) frame, before resizing
-    width: int
-    num_frames: int
-    image: ImageReader | None = None
-    plan: VideoPlan | None = None
-    size: tuple[int, int] = (0, 0)  # resized (h, w)
-    row_offset: int = 0  # first row in pixel_values
-
-    def grid(self, patch_size: int) -> tuple[int, int, int]:
-        return self.num_frames, self.size[0] // patch_size, self.size[1] // patch_size
-
-
-@dataclass
-class _VideoGroup:
-    """Video items sharing one file and sampling (trims aside): planned and decoded once."""
-
-    plan: VideoPlan
-    members: list[tuple[_Item, list[int]]] = field(default_factory=list)  # (item, indices into plan frames)
-
-
-@dataclass
-class _Sample:
-    messages: list[dict]  # resolved for the chat template
-    items: list[_Item]
-    groups: list[_VideoGroup]
-
-
-class _ConversationParser:
-    """Turns a conversation into resolved messages and planned media items."""
-
-    def __init__(self, processor: VideoLLaMA3Processor, media_root: Path | None):
-        self.processor = processor
-        self.media_root = media_root
-        self.images: dict[str, ImageReader] = {}
-
-    def parse(self, conversation: Any) -> _Sample:
-        if not isinstance(conversation, (list, tuple)) or not conversation:
-            raise ConversationError(
-                f"a conversation must be a non-empty list of messages, got {type(conversation).__name__}"
-            )
-        messages: list[dict] = []
-        items: list[_Item] = []
-        pending_videos: list[tuple[_Item, dict, Any, VideoSampling, Any]] = []
-        for m, message in enumerate(conversation):
-            if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
-                raise ConversationError(f"message {m}: expected a dict with 'role' and 'content', got {message!r:.200}")
-            role, content = message["role"], message["content"]
-            if not isinstance(role, str) or not role:
-                raise ConversationError(f"message {m}: the role must be a non-empty string, got {role!r}")
-            if isinstance(content, str):
-                self._check_text(content, f"message {m} ({role})")
-                messages.append({"role": role, "content": content})
-                continue
-            if not isinstance(content, (list, tuple)):
-                raise ConversationError(
-                    f"message {m} ({role}): content must be a string or a list of items, got {type(content).__name__}"
-                )
-            resolved_content: list = []
-            for c, item in enumerate(content):
-                where = f"message {m} ({role}), item {c}"
-                kind = content_kind(item)
-                if kind == "string":
-                    self._check_text(item, where)
-                    resolved_content.append(item)
-                elif kind == "text":
-                    text = item["text"]
-                    if not isinstance(text, str):
-                        raise ConversationError(f"{where}: 'text' must be a string, got {type(text).__name__}")
-                    self._check_text(text, where)
-                    resolved_content.append({"type": "text", "text": text})
-                elif kind == "image":
-                    reader = self._image(item.get("image"), where)
-                    items.append(
-                        _Item("image", self.processor.image_merge_size, reader.height, reader.width, 1, image=reader)
-                    )
-                    resolved = {"type": "image"}
-                    if "timestamp" in item:
-                        resolved["timestamp"] = item["timestamp"]
-                    resolved_content.append(resolved)
-                elif kind == "video":
-                    source, sampling, timestamps = self._video_request(item.get("video"), where)
-                    video_item = _Item("video", self.processor.video_merge_size, 0, 0, 0)
-                    items.append(video_item)
-                    resolved = {"type": "video"}
-                    resolved_content.append(resolved)
-                    pending_videos.append((video_item, resolved, source, sampling, timestamps))
-                else:
-                    kind_name = item.get("type") if isinstance(item, Mapping) else type(item).__name__
-                    raise ConversationError(
-                        f"{where}: unknown content type {kind_name!r} (expected 'text', 'image' or 'video')"
-                    )
-            messages.append({"role": role, "content": resolved_content})
-        groups = self._plan_videos(pending_videos)
-        return _Sample(messages, items, groups)
-
-    # -- text -----------------------------------------------------------------------------------------
-
-    def _check_text(self, text: str, where: str) -> None:
-        token = self.processor.image_token
-        if token in text:
-            raise ConversationError(
-                f"{where}: the text contains {token!r}, which would refer to an image the message does not carry; "
-                "give images as {'type': 'image', 'image': ...} items instead"
-            )
-
-    # -- images ---------------------------------------------------------------------------------------
-
-    def _image(self, value: Any, where: str) -> ImageReader:
-        if value is None:
-            raise ConversationError(f"{where}: an image item without an image (expected {{'image_path': ...}})")
-        if isinstance(value, Mapping):
-            path = next((value[k] for k in _IMAGE_PATH_KEYS if k in value), None)
-            if path is None:
-                raise ConversationError(f"{where}: an image dict needs 'image_path', got keys {sorted(value)}")
-            value = path
-        if isinstance(value, (str, os.PathLike)):
-            path = self._resolve(value)
-            key = str(path)
-            if key not in self.images:  # an image used twice is decoded once
-                self.images[key] = ImageReader(path, max_pixels=self.processor.image_processor.max_image_pixels)
-            return self.images[key]
-        return ImageReader(value)
-
-    def _resolve(self, path: str | os.PathLike) -> Path:
-        path = Path(os.path.expanduser(str(path)))
-        if not path.is_absolute() and self.media_root is not None:
-            path = self.media_root / path
-        return path
-
-    # -- videos ---------------------------------------------------------------------------------------
-
-    def _video_request(self, value: Any, where: str) -> tuple[Any, VideoSampling, Any]:
-        """(source: Path or list of frames, sampling, timestamps of a frame list)."""
-        p = self.processor
-        if value is None:
-            raise ConversationError(f"{where}: a video item without a video (expected {{'video_path': ...}})")
-        if isinstance(value, (str, os.PathLike)):
-            return self._resolve(value), VideoSampling(p.fps, p.max_frames), None
-        if isinstance(value, (list, tuple)):
-            return list(value), VideoSampling(p.fps, p.max_frames), None
-        if not isinstance(value, Mapping):
-            raise ConversationError(
-                f"{where}: a video must be a dict, a path or a list of frames, got {type(value).__name__}"
-            )
-        unknown = set(value) - _VIDEO_KEYS
-        if unknown:
-            raise ConversationError(f"{where}: unknown video option(s) {sorted(unknown)}; known: {sorted(_VIDEO_KEYS)}")
-        fps = value.get("fps")
-        max_frames = value.get("max_frames")
-        sampling = VideoSampling(
-            p.fps if fps is None else fps,
-            p.max_frames if max_frames is None else max_frames,
-            value.get("start_time"),
-            value.get("end_time"),
-        )
-        if "frames" in value:
-            frames = value["frames"]
-            if not isinstance(frames, (list, tuple)):
-                raise ConversationError(f"{where}: 'frames' must be a list of images")
-            return list(frames), sampling, value.get("timestamps")
-        path = value.get("video_path", value.get("path"))
-        if path is None:
-            raise ConversationError(f"{where}: a video dict needs 'video_path' (or 'frames'), got keys {sorted(value)}")
-        return self._resolve(path), sampling, None
-
-    def _plan_videos(self, pending) -> list[_VideoGroup]:
-        """Plan the videos; several items on one file with one sampling (trims aside) share a plan.
-
-        As the reference does, such a group is sampled once over the union of its trims and each item
-        keeps the frames with ``start <= t <= end``.
-        """
-        grouped: dict[tuple, list] = {}
-        for entry in pending:
-            item, _, source, sampling, _ = entry
-            name = str(source) if isinstance(source, Path) else "<frames>"
-            sampling.validate(name)
-            key = (
-                ("path", str(source), sampling.fps, sampling.max_frames)
-                if isinstance(source, Path)
-                else ("list", id(item))
-            )
-            grouped.setdefault(key, []).append(entry)
-
-        groups = []
-        for entries in grouped.values():
-            _, _, source, sampling, timestamps = entries[0]
-            starts = [0.0 if e[3].start_time is None else e[3].start_time for e in entries]
-            ends = [math.inf if e[3].end_time is None else e[3].end_time for e in entries]
-            if isinstance(source, Path):
-                start, end = min(starts), max(ends)
-                union = VideoSampling(
-                    sampling.fps, sampling.max_frames, start if start > 0 else None, end if end < math.inf else None
-                )
-                plan = plan_video(source, union)
-            else:
-                plan = plan_video(source, sampling, timestamps=timestamps)
-                if len(plan.timestamps) == 0:  # a frame list without timestamps: no "Time" labels, no trimming
-                    starts, ends = [-math.inf], [math.inf]
-            group = _VideoGroup(plan)
-            for (item, resolved, *_), start, end in zip(entries, starts, ends):
-                if plan.timestamps:
-                    indices = [k for k, t in enumerate(plan.timestamps) if start <= t <= end]
-                else:
-                    indices = list(range(len(plan.keys)))
-                if not indices:
-                    raise MediaError(f"{plan.name}: no sampled frame between {start} s and {end} s")
-                item.num_frames = len(indices)
-                item.height, item.width = plan.height, plan.width
-                item.plan = plan
-                resolved["num_frames"] = len(indices)
-                if plan.timestamps:
-                    resolved["timestamps"] = [plan.timestamps[k] for k in indices]
-                group.members.append((item, indices))
-            groups.append(group)
-        return groups
-
-
-# --------------------------------------------------------------------------------------------------
-# Processor
-# --------------------------------------------------------------------------------------------------
 
 
 class VideoLLaMA3Processor:
@@ -564,15 +108,14 @@ class VideoLLaMA3Processor:
         entries are ignored. Keyword arguments override processor attributes (``fps``, ``max_frames``,
         ``use_token_compression``...) or image-processor ones (``max_tokens``, ``min_tokens``...).
         """
-        hub = {k: kwargs.pop(k) for k in list(kwargs) if k in _HUB_KWARGS}
-        folder = resolve_pretrained_folder(pretrained_model_name_or_path, **hub)
-        processor_config = _read_json(folder / PROCESSOR_CONFIG_NAME) or {}
+        folder = resolve_processor_folder(pretrained_model_name_or_path, **pop_hub_kwargs(kwargs))
+        processor_config = read_optional_json(folder / PROCESSOR_CONFIG_NAME) or {}
         processor_config.pop("processor_class", None)
         processor_config.pop("auto_map", None)
-        model_config = _read_json(folder / "config.json") or {}
+        model_config = read_optional_json(folder / "config.json") or {}
         if "use_token_compression" in model_config:
             processor_config.setdefault("use_token_compression", bool(model_config["use_token_compression"]))
-        image_keys = set(_read_json(folder / IMAGE_PROCESSOR_CONFIG_NAME) or {}) | {
+        image_keys = set(read_optional_json(folder / IMAGE_PROCESSOR_CONFIG_NAME) or {}) | {
             "patch_size",
             "min_tokens",
             "max_tokens",
@@ -643,10 +186,10 @@ class VideoLLaMA3Processor:
         kwargs.pop("chat_template", None)
         if kwargs:
             raise TypeError(f"unexpected arguments: {sorted(kwargs)}")
-        sample = _ConversationParser(self, _as_root(media_root)).parse(conversation)
+        sample = ConversationParser(self, _as_root(media_root)).parse(conversation)
         return self._render(sample, add_system_prompt, add_generation_prompt)
 
-    def _render(self, sample: _Sample, add_system_prompt: bool, add_generation_prompt: bool) -> str:
+    def _render(self, sample: ParsedConversation, add_system_prompt: bool, add_generation_prompt: bool) -> str:
         return render_conversation(
             sample.messages,
             add_system_prompt=add_system_prompt,
@@ -696,7 +239,7 @@ class VideoLLaMA3Processor:
             ``compression_mask`` (n_tokens,) bool (one per merged visual token of all items in order,
             True = kept); ``modals``: "image" / "video" per item (empty without visual input).
         """
-        _check_return_tensors(return_tensors)
+        check_return_tensors(return_tensors)
         if conversation is None:
             raise ConversationError("no conversation given")
         batched = (
@@ -710,7 +253,7 @@ class VideoLLaMA3Processor:
         root = _as_root(media_root)
 
         # 1. Parse and plan (headers and packet timestamps only).
-        samples = [_ConversationParser(self, root).parse(conv) for conv in conversations]
+        samples = [ConversationParser(self, root).parse(conv) for conv in conversations]
 
         # 2. Budget: sizes per sample, then the rows of every item in the packed pixel_values.
         p = self.image_processor.patch_size
@@ -742,8 +285,7 @@ class VideoLLaMA3Processor:
         if prune:
             keep = self.compression_mask(pixel_values, grid_sizes, merge_sizes)
         else:
-            tokens = sum(t * (h // m) * (w // m) for (t, h, w), m in zip(grid_sizes.tolist(), merge_sizes.tolist()))
-            keep = torch.ones(tokens, dtype=torch.bool)
+            keep = torch.ones(sum(merged_tokens_per_item(grid_sizes, merge_sizes)), dtype=torch.bool)
 
         # 5. Prompts -> ids, each <image> expanded to the tokens its image / frame keeps.
         kept_per_placeholder = _kept_per_frame(keep, grid_sizes, merge_sizes)
@@ -790,13 +332,14 @@ class VideoLLaMA3Processor:
                 mask = item_pruning_mask(
                     rows, (last - first + lead, gh, gw), m, self.compression_threshold, self.compression_min_tokens
                 )
-                masks.append(mask[lead * (per_frame // (m * m)) :])
+                # The lead frame's tokens belong to the previous chunk.
+                masks.append(mask[merged_tokens((lead, gh, gw), m) :])
             row += t * per_frame
         if row != pixel_values.shape[0]:
             raise AssertionError("grid_sizes do not describe pixel_values")
         return torch.cat(masks) if masks else torch.ones(0, dtype=torch.bool)
 
-    def _fill(self, out: torch.Tensor, sample: _Sample, normalize: PixelNormalizer, progress) -> None:
+    def _fill(self, out: torch.Tensor, sample: ParsedConversation, normalize: PixelNormalizer, progress) -> None:
         """Decode, resize, normalise and patchify every item of a sample into its rows of ``out``."""
         p = self.image_processor.patch_size
         resample = self.image_processor.resample
@@ -807,7 +350,7 @@ class VideoLLaMA3Processor:
                 write_patches(out[item.row_offset : item.row_offset + gh * gw], frame, item.merge_size, normalize, p)
         for group in sample.groups:
             # Frames of the plan that some member shows -> (member, frame index within the member).
-            destinations: dict[int, list[tuple[_Item, int]]] = {}
+            destinations: dict[int, list[tuple[MediaItem, int]]] = {}
             for item, indices in group.members:
                 for j, k in enumerate(indices):
                     destinations.setdefault(k, []).append((item, j))
@@ -821,12 +364,12 @@ class VideoLLaMA3Processor:
             targets = [destinations[k] for k in needed]
             place = functools.partial(self._write_frame, out, targets, size, normalize)
             streams = sub.frame_streams(progress, decode_workers())
-            _parallel_map(place, _prefetched(*streams), resize_threads())
+            parallel_map(place, prefetched(*streams), resize_threads())
 
     def _write_frame(
         self,
         out: torch.Tensor,
-        targets: list[list[tuple[_Item, int]]],
+        targets: list[list[tuple[MediaItem, int]]],
         size: tuple[int, int],
         normalize: PixelNormalizer,
         position: int,
@@ -883,170 +426,26 @@ class Videollama3Qwen2Processor(VideoLLaMA3Processor):
     """The official processor's class name (``processor_config.json``), so that ``AutoProcessor`` finds us."""
 
 
-# --------------------------------------------------------------------------------------------------
-# Helpers
-# --------------------------------------------------------------------------------------------------
-
-
 def _kept_per_frame(keep: torch.Tensor, grid_sizes: torch.Tensor, merge_sizes: torch.Tensor) -> list[int]:
     """Kept merged tokens of every image / frame, in order (one entry per ``<image>`` placeholder)."""
     counts: list[int] = []
     start = 0
     for (t, gh, gw), m in zip(grid_sizes.tolist(), merge_sizes.tolist()):
-        per_frame = (gh // m) * (gw // m)
+        per_frame = merged_tokens((1, gh, gw), m)
         counts.extend(keep[start : start + t * per_frame].view(t, per_frame).sum(dim=1).tolist())
         start += t * per_frame
     return counts
-
-
-def resize_threads() -> int:
-    """Threads resizing decoded frames: one per core; ``VIDEOLLAMA3_RESIZE_THREADS`` overrides."""
-    override = os.environ.get("VIDEOLLAMA3_RESIZE_THREADS")
-    if override:
-        return max(int(override), 1)
-    return available_cores()
-
-
-def _parallel_map(function, items: Iterator[tuple[int, Any]], threads: int) -> None:
-    """``function(*item)`` for every item on ``threads`` threads, at most ``2 * threads`` items in flight
-    (each holds a full-size frame). The first error is raised once the items in flight have finished."""
-    if threads <= 1:
-        for item in items:
-            function(*item)
-        return
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    pending: deque = deque()
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="videollama3-resize") as pool:
-        try:
-            for item in items:
-                pending.append(pool.submit(function, *item))
-                while len(pending) >= 2 * threads:
-                    pending.popleft().result()
-            while pending:
-                pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
-
-
-def _prefetched(*iterators: Iterator, depth: int = 2) -> Iterator:
-    """Run each iterator in a background thread, together at most ``depth`` items ahead; yield their items
-    as they come (in order within an iterator, interleaved across them).
-
-    Decoding (libavcodec) and resizing (Pillow) both release the GIL, so the next frames decode while
-    this one is resized; the bounded queue keeps at most ``depth + 2`` full-size frames per iterator alive.
-    The first error of any iterator is raised here, after the others have been stopped.
-    """
-    q: queue.Queue = queue.Queue(maxsize=depth * len(iterators))
-    stop = threading.Event()
-    done = object()
-
-    def put(entry) -> bool:
-        while not stop.is_set():  # the consumer may have gone away (an error, or it stopped early)
-            try:
-                q.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work(iterator: Iterator) -> None:
-        try:
-            for item in iterator:
-                if not put((True, item)):
-                    return
-            put((True, done))
-        except BaseException as exc:  # handed to the consumer
-            put((False, exc))
-
-    threads = [threading.Thread(target=work, args=(it,), name="videollama3-decode", daemon=True) for it in iterators]
-    for thread in threads:
-        thread.start()
-    try:
-        running = len(threads)
-        while running:
-            ok, item = q.get()
-            if not ok:
-                raise item
-            if item is done:
-                running -= 1
-                continue
-            yield item
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-        for iterator in iterators:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()  # the worker has returned: closing the generator closes the video file now
-
-
-def _check_return_tensors(return_tensors: str | None) -> None:
-    if return_tensors not in (None, "pt"):
-        raise ValueError(f"only return_tensors='pt' is supported, got {return_tensors!r}")
 
 
 def _as_root(media_root: str | os.PathLike | None) -> Path | None:
     return None if media_root is None else Path(media_root)
 
 
-def _read_json(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: unreadable JSON ({exc})") from exc
-
-
-def resolve_pretrained_folder(
-    name_or_path: str | os.PathLike,
-    *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    local_files_only: bool = False,
-    token: str | bool | None = None,
-    subfolder: str | None = None,
-    **_: Any,
-) -> Path:
-    """A local folder for a checkpoint folder or a Hub model id.
-
-    Hub ids resolve from the Hugging Face cache first and are downloaded (processor files only) when
-    missing, unless ``local_files_only`` (or ``HF_HUB_OFFLINE``) is set.
-    """
-    path = Path(os.path.expanduser(str(name_or_path)))
-    if path.is_dir():
-        return path / subfolder if subfolder else path
-    name = str(name_or_path)
-    if name.count("/") != 1 or path.exists():
-        raise CheckpointError(f"{name}: no such folder, and not a Hugging Face Hub model id (owner/name)")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
-
-    patterns = ["*.json", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
-    if subfolder:
-        patterns = [f"{subfolder}/{p}" for p in patterns]
-    kwargs = dict(repo_id=name, revision=revision, cache_dir=cache_dir, allow_patterns=patterns, token=token)
-    try:
-        folder = Path(snapshot_download(local_files_only=True, **kwargs))
-    except (LocalEntryNotFoundError, FileNotFoundError, HFValidationError) as exc:
-        if local_files_only or isinstance(exc, HFValidationError):
-            raise CheckpointError(f"{name}: not in the local Hugging Face cache ({exc})") from exc
-        try:
-            folder = Path(snapshot_download(**kwargs))
-        except Exception as download_exc:  # network, auth, missing repo: one clear message
-            raise CheckpointError(f"{name}: cannot download the processor files ({download_exc})") from download_exc
-    return folder / subfolder if subfolder else folder
-
-
 def _load_tokenizer(folder: Path):
     """The checkpoint's tokenizer, by the class its config names, never through remote code."""
     import transformers
 
-    config = _read_json(folder / "tokenizer_config.json") or {}
+    config = read_optional_json(folder / "tokenizer_config.json") or {}
     name = config.get("tokenizer_class") or ""
     cls = getattr(transformers, name, None) or getattr(transformers, name.removesuffix("Fast"), None)
     try:

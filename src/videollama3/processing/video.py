@@ -41,6 +41,7 @@ from PIL import Image
 
 from ..errors import MediaError, MediaNotFoundError
 from .image import ImageReader, open_image_file, resize
+from .parallel import decoder_threads
 
 if TYPE_CHECKING:
     import av
@@ -53,28 +54,6 @@ FOLDER_FPS = 3
 # split costs a decoder drain and a seek, worth a few frames of decoding.
 MIN_SKIPPED_PACKETS = 16
 _AV_TIME_BASE = 1_000_000
-
-
-def decoder_threads() -> int:
-    """Decoder threads: all cores but one (the resizing thread's), at least 1; ``VIDEOLLAMA3_DECODE_THREADS`` overrides."""
-    override = os.environ.get("VIDEOLLAMA3_DECODE_THREADS")
-    if override:
-        return max(int(override), 0)
-    return max(available_cores() - 1, 1)
-
-
-def decode_workers() -> int:
-    """Independent decoders a long video is split across (one per core, each over its own keyframe-started
-    stretch of the video); ``VIDEOLLAMA3_DECODE_WORKERS`` overrides, 1 decodes in one pass."""
-    override = os.environ.get("VIDEOLLAMA3_DECODE_WORKERS")
-    if override:
-        return max(int(override), 1)
-    return available_cores()
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 # progress(done, total), in decoded packets (streams) or frames (GIFs, folders).

@@ -64,7 +64,7 @@ def default_torch_threads(device: str, preprocess_workers: int) -> int | None:
     """
     import torch
 
-    from ..processing.video import available_cores
+    from ..processing.parallel import available_cores
 
     if not device.startswith("cpu"):
         return None
