@@ -75,8 +75,8 @@ def test_two_processes_match_one(tmp_path, tiny_world, optimizer):
 
 
 def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    from videollama3.distributed import init_distributed
     from videollama3.errors import ConfigError
-    from videollama3.training.distributed import init_distributed
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

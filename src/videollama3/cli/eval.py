@@ -111,7 +111,7 @@ def _data_roots(values: list[str] | None) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from ..evaluation import EvalSettings, available_benchmarks, build_predictor, evaluate
+    from ..evaluation import EvalJob, EvalSettings, available_benchmarks, build_predictor, evaluate
     from ..evaluation.base import EvaluationError
     from ..evaluation.judge import judge_from_args
 
@@ -138,12 +138,12 @@ def run(args: argparse.Namespace) -> int:
     def factory():
         return build_predictor(args.model, settings, spec=args.predictor, device=args.device, dtype=args.dtype)
 
-    evaluate(
-        names,
-        _data_roots(args.data_root),
-        args.output,
-        settings,
-        factory if args.model else None,
+    job = EvalJob(
+        benchmarks=names,
+        data_root=_data_roots(args.data_root),
+        output=args.output,
+        settings=settings,
+        predictor_factory=factory if args.model else None,
         model_name=args.model,
         limit=args.limit,
         overwrite=args.overwrite,
@@ -153,4 +153,5 @@ def run(args: argparse.Namespace) -> int:
         show_progress=not args.no_progress,
         strict=args.strict,
     )
+    evaluate(job)
     return 0

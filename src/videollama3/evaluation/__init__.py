@@ -1,7 +1,8 @@
 """Benchmark evaluation with the official VideoLLaMA3 settings: ``videollama3 eval`` and its Python API.
 
->>> from videollama3.evaluation import EvalSettings, evaluate, available_benchmarks
->>> evaluate(["mvbench"], "data/MVBench", "results", EvalSettings(), lambda: my_predictor)  # doctest: +SKIP
+>>> from videollama3.evaluation import EvalJob, EvalSettings, evaluate, available_benchmarks
+>>> job = EvalJob(["mvbench"], "data/MVBench", "results", EvalSettings(), lambda: my_predictor)
+>>> evaluate(job)  # doctest: +SKIP
 
 See ``docs/evaluation.md`` for the benchmarks, their on-disk layouts, prompts and metrics.
 """
@@ -23,11 +24,13 @@ from .base import (
 )
 from .predictors import ModelPredictor, Predictor, Request, build_predictor
 from .registry import available_benchmarks, get_benchmark, register_benchmark
-from .runner import evaluate, format_summary
+from .results import format_summary
+from .runner import EvalJob, evaluate
 
 __all__ = [
     "Benchmark",
     "DatasetError",
+    "EvalJob",
     "EvalSettings",
     "EvaluationError",
     "ModelPredictor",

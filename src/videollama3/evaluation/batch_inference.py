@@ -4,10 +4,11 @@ Every input row is ``{"id": ..., "conversation": [...]}`` (the processor's conve
 paths relative to the input file's folder or absolute) with optional generation options; every output
 row is ``{"id": ..., "answer": ...}`` or ``{"id": ..., "error": ...}``, in input order.
 
-The job runs on the evaluation runner's machinery (:mod:`videollama3.evaluation.runner`): under
-``torchrun`` every process takes every ``world_size``-th remaining row, answers it in batches (a failing
-batch is retried row by row, so one corrupt video fails only its row), appends the rows to its journal
-``<output>.rank<r>`` after every batch, and the rows are gathered on rank 0 through a gloo group. Rank 0
+The job works like the evaluation runner (:mod:`videollama3.evaluation.runner`): under ``torchrun`` every
+process takes every ``world_size``-th remaining row, answers it in batches (a failing batch is retried row by
+row, so one corrupt video fails only its row: :func:`~.predictors.answer_requests`), appends the rows to its
+journal ``<output>.rank<r>`` after every batch, and the rows are gathered on rank 0 through a gloo group
+(:mod:`videollama3.distributed`). Rank 0
 writes the output file once, in input order, so it does not depend on the number of processes.
 
 Resuming: answered rows of the output file and of the journals an interrupted run left (a torn last line
@@ -27,10 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..distributed import DistEnv, broadcast_object, gather_object, init_distributed, run_checked
 from .base import DEFAULT_MAX_NEW_TOKENS, EvaluationError
 from .io import iter_jsonl_records
-from .predictors import Predictor, Request, Sampling
-from .runner import DEFAULT_DIST_TIMEOUT, Distributed, answer_requests, run_checked
+from .predictors import Predictor, Request, Sampling, answer_requests
+from .runner import DEFAULT_DIST_TIMEOUT
 
 GENERATION_FIELDS = ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "seed")
 ROW_FIELDS = ("id", "conversation", *GENERATION_FIELDS)
@@ -275,23 +277,23 @@ def _answer_share(
     predictor: Predictor,
     batch_size: int,
     output: Path,
-    dist: Distributed,
+    env: DistEnv,
     show_progress: bool,
 ) -> list[dict[str, Any]]:
     """Answer this rank's share of ``remaining``; returns its records (also journaled after every batch)."""
     from tqdm.auto import tqdm
 
-    share = remaining[dist.rank :: dist.world_size]
+    share = remaining[env.rank :: env.world_size]
     output.parent.mkdir(parents=True, exist_ok=True)  # rank 0 made it, unless the output is not shared
     records = []
     progress = tqdm(
         total=len(share),
-        desc="infer" + (f" [rank 0 of {dist.world_size}]" if dist.active else ""),
+        desc="infer" + (f" [rank 0 of {env.world_size}]" if env.distributed else ""),
         unit="row",
-        disable=not show_progress or dist.rank != 0,
+        disable=not show_progress or env.rank != 0,
         dynamic_ncols=True,
     )
-    with open(journal_path(output, dist.rank), "a", encoding="utf-8") as journal:
+    with open(journal_path(output, env.rank), "a", encoding="utf-8") as journal:
         for start in range(0, len(share), batch_size):
             batch = [rows[i] for i in share[start : start + batch_size]]
             results = answer_requests(predictor, [row.request for row in batch])
@@ -337,18 +339,20 @@ def run_batch_inference(
         raise BatchInferenceError(f"output {output_path} is a folder (expected a .jsonl file)")
     if output_path.exists() and input_path.exists() and output_path.samefile(input_path):
         raise BatchInferenceError(f"the output {output_path} is the input file: give another --output")
-    dist = Distributed(dist_timeout)
+    env = init_distributed(dist_timeout, objects_only=True)
     try:
         return _run(
-            input_path, output_path, predictor_factory, defaults, batch_size, seed, overwrite, dist, show_progress
+            input_path, output_path, predictor_factory, defaults, batch_size, seed, overwrite, env, show_progress
         )
     finally:
-        dist.close()
+        env.close()
 
 
-def _run(input_path, output_path, predictor_factory, defaults, batch_size, seed, overwrite, dist, show_progress):
+def _run(input_path, output_path, predictor_factory, defaults, batch_size, seed, overwrite, env, show_progress):
     # 1. Every rank reads the input (it holds only ids, texts and media paths); rank 0 finds what is left.
-    rows: list[Row] = run_checked(dist, f"reading {input_path}", lambda: read_rows(input_path, defaults, seed))
+    rows: list[Row] = run_checked(
+        env, f"reading {input_path}", lambda: read_rows(input_path, defaults, seed), EvaluationError
+    )
 
     def plan() -> list[int]:
         output_path.parent.mkdir(parents=True, exist_ok=True)
@@ -359,23 +363,25 @@ def _run(input_path, output_path, predictor_factory, defaults, batch_size, seed,
         answered = read_answers(output_path)
         return [i for i, row in enumerate(rows) if row.request is not None and row.key not in answered]
 
-    remaining = dist.broadcast(
-        run_checked(dist, f"reading earlier answers in {output_path}", plan if dist.rank == 0 else list)
+    remaining = broadcast_object(
+        run_checked(env, f"reading earlier answers in {output_path}", plan if env.rank == 0 else list, EvaluationError),
+        env,
     )
     runnable = sum(row.request is not None for row in rows)
-    if dist.rank == 0 and len(remaining) < runnable:
+    if env.rank == 0 and len(remaining) < runnable:
         print(f"{output_path}: resuming, {len(remaining)} of {runnable} rows left", file=sys.stderr)
 
     # 2. Answer the remaining rows, each rank its share, and gather them on rank 0.
     records: list[dict[str, Any]] = []
     if remaining:
-        predictor = run_checked(dist, "loading the model", predictor_factory)
+        predictor = run_checked(env, "loading the model", predictor_factory, EvaluationError)
         records = run_checked(
-            dist,
+            env,
             "answering",
-            lambda: _answer_share(rows, remaining, predictor, batch_size, output_path, dist, show_progress),
+            lambda: _answer_share(rows, remaining, predictor, batch_size, output_path, env, show_progress),
+            EvaluationError,
         )
-    gathered = dist.gather(records)
+    gathered = gather_object(records, env)
 
     # 3. Rank 0 merges them with the earlier answers (journals included) and writes the output in input
     # order; then every rank drops its journal (on nodes that do not share rank 0's filesystem too).
@@ -391,6 +397,6 @@ def _run(input_path, output_path, predictor_factory, defaults, batch_size, seed,
         counts = {"rows": len(rows), "answered": sum(row.key in answers for row in rows if row.error is None)}
         return {**counts, "errors": counts["rows"] - counts["answered"]}
 
-    counts = run_checked(dist, f"writing {output_path}", merge if dist.rank == 0 else dict)
-    journal_path(output_path, dist.rank).unlink(missing_ok=True)
+    counts = run_checked(env, f"writing {output_path}", merge if env.rank == 0 else dict, EvaluationError)
+    journal_path(output_path, env.rank).unlink(missing_ok=True)
     return counts

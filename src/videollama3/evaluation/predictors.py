@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .base import Conversation, EvalSettings, EvaluationError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -186,3 +189,38 @@ def build_predictor(
     if spec:
         return load_factory(spec)(model, settings, device=device, dtype=dtype)
     return ModelPredictor(model, settings, device=device, dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------------------
+# Answering a batch (the evaluation runner and batch inference)
+# --------------------------------------------------------------------------------------------------
+
+
+def format_error(exc: BaseException) -> str:
+    """How a failed sample records its error: ``"<ExceptionType>: <message>"``."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def answer_requests(predictor: Predictor, requests: list[Request]) -> list[tuple[str | None, str | None]]:
+    """(response, error) per request. A failing batch is retried one sample at a time, so one bad
+    sample does not fail its batch mates."""
+    if not requests:
+        return []
+    try:
+        responses = predictor.generate(requests)
+        if len(responses) != len(requests):
+            raise EvaluationError(f"the predictor returned {len(responses)} responses for {len(requests)} requests")
+        return [(str(r), None) for r in responses]
+    except Exception as exc:
+        _free_accelerator_memory()
+        if len(requests) == 1:
+            logger.warning("sample %s failed: %s", requests[0].id, format_error(exc))
+            return [(None, format_error(exc))]
+    return [result for request in requests for result in answer_requests(predictor, [request])]
+
+
+def _free_accelerator_memory() -> None:
+    # After an out-of-memory error the cached blocks of the failed batch would stay reserved.
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

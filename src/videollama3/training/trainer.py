@@ -32,10 +32,11 @@ import torch
 from torch import nn
 
 from ..cpu_attention import use_in_llm
+from ..distributed import DistEnv, all_gather_object, all_reduce, barrier
 from ..errors import ConfigError
 from .checkpointing import CheckpointManager, copy_processor_files, gather_full_state_dict, save_final_model
 from .data import BadSample, RankSampler, Sample, SampleOrder, SkipLog, SupervisedDataset, make_loader, resolve_sources
-from .distributed import DistEnv, all_reduce, barrier, shard_model
+from .distributed import shard_model
 from .monitor import FlopsModel, MetricsLogger, peak_flops
 from .objective import TokenLoss
 from .optim import apply_trainability, build_optimizer, build_scheduler, current_lrs
@@ -328,12 +329,8 @@ class StageTrainer:
         """All ranks' skip logs merged (on every rank)."""
         if not self.env.distributed:
             return self.skipped
-        import torch.distributed as dist
-
-        logs: list = [None] * self.env.world_size
-        dist.all_gather_object(logs, self.skipped.state_dict())
         merged = SkipLog()
-        for state in logs:
+        for state in all_gather_object(self.skipped.state_dict(), self.env):
             part = SkipLog()
             part.load_state_dict(state)
             merged.merge(part)
