@@ -1,41 +1,66 @@
 """VideoLLaMA3 in PyTorch: reference-exact inference, batched generation, training, serving and evaluation.
 
-``import videollama3`` registers the classes with transformers' Auto classes, so that
-``AutoConfig`` / ``AutoModelForCausalLM`` (and ``AutoProcessor``) resolve ``videollama3_qwen2``
+``import videollama3`` is cheap: it loads neither torch nor transformers. The public names below are
+imported on first use (PEP 562, as transformers' own ``_LazyModule`` does), and VideoLLaMA3 is registered
+with transformers' Auto classes as soon as those are imported (see :mod:`videollama3.auto_registration`),
+so that ``AutoConfig`` / ``AutoModelForCausalLM`` / ``AutoProcessor`` resolve ``videollama3_qwen2``
 checkpoints to this package without ``trust_remote_code``.
 """
 
 from __future__ import annotations
 
-from .configuration import VideoLLaMA3Config, VideoLLaMA3VisionConfig
-from .errors import (
-    CheckpointError,
-    ConfigError,
-    ConversationError,
-    InputError,
-    MediaError,
-    MediaNotFoundError,
-    VideoLLaMA3Error,
-)
-from .modeling import VideoLLaMA3ForCausalLM
-from .processing import VideoLLaMA3ImageProcessor, VideoLLaMA3Processor
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from . import auto_registration
 
 __version__ = "0.1.0"
 
+# public name -> module that defines it
+_LAZY_NAMES = {
+    "VideoLLaMA3Config": ".configuration",
+    "VideoLLaMA3VisionConfig": ".configuration",
+    "VideoLLaMA3ForCausalLM": ".modeling",
+    "VideoLLaMA3ImageProcessor": ".processing",
+    "VideoLLaMA3Processor": ".processing",
+    "CheckpointError": ".errors",
+    "ConfigError": ".errors",
+    "ConversationError": ".errors",
+    "InputError": ".errors",
+    "MediaError": ".errors",
+    "MediaNotFoundError": ".errors",
+    "VideoLLaMA3Error": ".errors",
+}
 
-def _register_auto_classes() -> None:
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from .configuration import MODEL_TYPE
-
-    AutoConfig.register(MODEL_TYPE, VideoLLaMA3Config, exist_ok=True)
-    AutoModelForCausalLM.register(VideoLLaMA3Config, VideoLLaMA3ForCausalLM, exist_ok=True)
-    from .processing import register_auto_classes
-
-    register_auto_classes()
+auto_registration.install()
 
 
-_register_auto_classes()
+def __getattr__(name: str) -> Any:
+    module = _LAZY_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES))
+
+
+if TYPE_CHECKING:
+    from .configuration import VideoLLaMA3Config, VideoLLaMA3VisionConfig
+    from .errors import (
+        CheckpointError,
+        ConfigError,
+        ConversationError,
+        InputError,
+        MediaError,
+        MediaNotFoundError,
+        VideoLLaMA3Error,
+    )
+    from .modeling import VideoLLaMA3ForCausalLM
+    from .processing import VideoLLaMA3ImageProcessor, VideoLLaMA3Processor
 
 __all__ = [
     "CheckpointError",
@@ -45,9 +70,9 @@ __all__ = [
     "MediaError",
     "MediaNotFoundError",
     "VideoLLaMA3Config",
+    "VideoLLaMA3Error",
     "VideoLLaMA3ForCausalLM",
     "VideoLLaMA3ImageProcessor",
     "VideoLLaMA3Processor",
     "VideoLLaMA3VisionConfig",
-    "VideoLLaMA3Error",
 ]

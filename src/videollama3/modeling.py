@@ -24,6 +24,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.qwen2.modeling_qwen2 import Qwen2PreTrainedModel
 
+from . import auto_registration
 from .configuration import VideoLLaMA3Config
 from .errors import InputError
 from .llm_cache import cache_kwargs, holds_tokens, output_cache, pop_cache
@@ -208,14 +209,32 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
                 f"({n_kept} after frame pruning): the prompt and the media do not match"
             )
 
-        embeds = embed(input_ids)  # (B, L, H)
         receives = is_image if token_keep is None else is_image & token_keep  # placeholders that stay
-        embeds = embeds.masked_scatter(receives.unsqueeze(-1).to(embeds.device), features.to(embeds.dtype))
+        embeds = self.merge_visual_features(input_ids, features, receives)  # (B, L, H)
         if token_keep is None:
             if position_ids is None:
                 position_ids = positions_from_mask(attention_mask)
             return MultimodalInputs(embeds, attention_mask, position_ids, labels)
         return _drop_tokens(embeds, attention_mask, labels, token_keep.to(embeds.device))
+
+    def merge_visual_features(
+        self, input_ids: torch.Tensor, features: torch.Tensor | None, receives: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Embed ``input_ids`` (..., L) and put ``features`` (N, H), in order, in place of the ``<image>`` tokens.
+
+        ``receives``: the positions that get the features, when not every ``<image>`` token does (pruned
+        placeholders). There must be one feature per position (:func:`check_visual_token_count`);
+        ``features`` None: plain token embeddings. Used by :meth:`prepare_multimodal_inputs` and by the
+        serving engine (which embeds only the part of a prompt after a cached prefix).
+        """
+        embeds = self.get_input_embeddings()(input_ids)  # (..., L, H)
+        if features is None:
+            return embeds
+        if receives is None:
+            receives = input_ids == self.config.image_token_index
+        receives = receives.to(embeds.device)
+        check_visual_token_count(int(receives.sum()), features.shape[0])
+        return embeds.masked_scatter(receives.unsqueeze(-1), features.to(embeds.dtype))
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -318,6 +337,15 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
         return super().generate(inputs_embeds=mm.inputs_embeds, attention_mask=mm.attention_mask, **kwargs)
 
 
+def check_visual_token_count(n_placeholders: int, n_visual: int) -> None:
+    """Raise an ``InputError`` unless a prompt's ``<image>`` tokens and its media's kept visual tokens match."""
+    if n_placeholders != n_visual:
+        raise InputError(
+            f"the prompt holds {n_placeholders} <image> tokens but its media give {n_visual} visual tokens "
+            "after frame pruning"
+        )
+
+
 def _drop_tokens(embeds, attention_mask, labels, token_keep) -> MultimodalInputs:
     """Remove tokens where ``token_keep`` is False and re-pad the batch on the side it was padded."""
     real = attention_mask.bool()
@@ -340,3 +368,5 @@ def _drop_tokens(embeds, attention_mask, labels, token_keep) -> MultimodalInputs
 
 
 __all__ = ["VideoLLaMA3ForCausalLM", "VideoLLaMA3Model", "VideoLLaMA3PreTrainedModel", "VisionEncoderLayer"]
+
+auto_registration.module_ready(__name__)  # AutoModelForCausalLM / AutoConfig learn these classes

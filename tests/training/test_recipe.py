@@ -16,7 +16,7 @@ def test_train_help_names_every_packaged_recipe(capsys):
     from videollama3.cli import build_parser
 
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["train", "--help"])
+        build_parser("train").parse_args(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert all(name in help_text for name in packaged_recipes())
 

@@ -21,27 +21,33 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the options of ``command`` only: listing the subcommands imports none of them
+    (``videollama3 --help`` loads no torch); a subcommand's own module is imported when it is chosen."""
     parser = argparse.ArgumentParser(prog="videollama3", description="VideoLLaMA3: image and video understanding")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:  # an optional subcommand whose module is absent from this install
-            if exc.name != module_name:
-                raise
-            continue
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module_name)
-        module.add_arguments(p)
+        if name == command:
+            importlib.import_module(module_name).add_arguments(p)
     return parser
+
+
+def _chosen_command(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first argument that is not an option), if any."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in SUBCOMMANDS else None
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     from ..errors import VideoLLaMA3Error
 
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    args = build_parser(_chosen_command(arguments)).parse_args(arguments)
     args.command_line = sys.argv[1:] if argv is None else None  # set when this process is the command itself
     module = importlib.import_module(args._module)
     try:
