@@ -236,3 +236,35 @@ def test_loading_does_not_need_twice_the_model_in_memory(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     increase = int(out.stdout.strip().splitlines()[-1])
     assert increase < 1.5 * size, f"loading a {size / 1e6:.0f} MB model raised peak RSS by {increase / 1e6:.0f} MB"
+
+
+def test_resolver_names_the_input_and_the_reason(tmp_path, monkeypatch):
+    from videollama3.hub import resolve_folder
+
+    (tmp_path / "weights.bin").write_text("")
+    with pytest.raises(CheckpointError, match="weights.bin: expected a checkpoint folder, found a file"):
+        resolve_folder(tmp_path / "weights.bin")
+    with pytest.raises(CheckpointError, match="no such folder, and not a Hugging Face Hub model id"):
+        resolve_folder("owner/name/extra")
+    with pytest.raises(CheckpointError, match="no such folder, and not a Hugging Face Hub model id"):
+        resolve_folder("owner/bad--name")  # the shape of a repo id, but huggingface_hub refuses it
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(CheckpointError, match="DAMO-NLP-SG/absent: .*local_files_only=True"):
+        resolve_folder("DAMO-NLP-SG/absent", cache_dir=tmp_path, local_files_only=True)
+    with pytest.raises(CheckpointError, match="no subfolder 'nested'"):
+        resolve_folder(FIXTURE_MODEL, subfolder="nested")
+    assert resolve_folder(str(FIXTURE_MODEL)) == FIXTURE_MODEL
+
+
+def test_checkpoint_never_imports_modeling():
+    """configuration <- checkpoint <- modeling: the model passes itself to the checkpoint checks."""
+    import ast
+    from pathlib import Path
+
+    import videollama3.checkpoint
+    import videollama3.hub
+
+    for module in (videollama3.checkpoint, videollama3.hub):
+        tree = ast.parse(Path(module.__file__).read_text())
+        imported = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+        assert not [name for name in imported if name.split(".")[-1] == "modeling"], module.__name__

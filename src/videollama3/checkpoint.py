@@ -10,7 +10,9 @@ transformers (``model_type: video_llama_3``): ``text_config`` / ``vision_config`
 
 Before anything heavy is loaded, the folder is checked (config readable, model type known, every shard
 present, safetensors headers intact and not truncated, names and shapes as the config implies) so that a
-broken checkpoint fails with a ``CheckpointError`` naming the file and the problem.
+broken checkpoint fails with a ``CheckpointError`` naming the file and the problem. The expected names and
+shapes are those of the model class the caller passes in (``VideoLLaMA3ForCausalLM.from_pretrained`` passes
+itself): this module never imports ``modeling``. Names are resolved to folders by :mod:`videollama3.hub`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 
 from .configuration import MODEL_TYPE, VISION_FIELDS, VideoLLaMA3Config
 from .errors import CheckpointError
+from .hub import resolve_folder
 
 HF_MODEL_TYPE = "video_llama_3"
 HF_VISION_MODEL_TYPE = "video_llama_3_vision"
@@ -70,44 +73,8 @@ NON_TEXT_KEYS = ("architectures", "auto_map", "model_type", "transformers_versio
 
 
 # ---------------------------------------------------------------------------- resolving a name
-def resolve_checkpoint_dir(name_or_path: str | os.PathLike, cache_dir=None, revision=None, token=None) -> Path:
-    """A local folder, or a hub name resolved through huggingface_hub's cache (downloading only if online)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise CheckpointError(f"{path}: expected a checkpoint folder, found a file")
-    name = str(name_or_path)
-    if not re.fullmatch(r"[\w.\-]+/[\w.\-]+", name):
-        raise CheckpointError(f"{name}: no such folder, and not a hub model name (owner/name)")
-    from huggingface_hub import snapshot_download
-
-    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.py"]
-    try:
-        return Path(
-            snapshot_download(
-                name,
-                cache_dir=cache_dir,
-                revision=revision,
-                token=token,
-                allow_patterns=patterns,
-                local_files_only=True,
-            )
-        )
-    except Exception:
-        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-            raise CheckpointError(
-                f"{name}: not in the Hugging Face cache and HF_HUB_OFFLINE is set; download it first "
-                f"(`huggingface-cli download {name}`) or pass a local folder"
-            ) from None
-    try:
-        return Path(
-            snapshot_download(name, cache_dir=cache_dir, revision=revision, token=token, allow_patterns=patterns)
-        )
-    except Exception as exc:
-        raise CheckpointError(
-            f"{name}: not found in the Hugging Face cache and could not be downloaded ({type(exc).__name__}: {exc})"
-        ) from None
+# A checkpoint folder, or a Hub repo id resolved through the Hugging Face cache (see ``videollama3.hub``).
+resolve_checkpoint_dir = resolve_folder
 
 
 # ---------------------------------------------------------------------------- configs
@@ -258,18 +225,21 @@ def to_hf_key(name: str) -> str:
     return name
 
 
-def expected_shapes(config: VideoLLaMA3Config) -> dict[str, tuple[int, ...]]:
-    """Parameter shapes the config implies, from a model built on the meta device (no memory)."""
-    from .modeling import VideoLLaMA3ForCausalLM
-
+def expected_shapes(config: VideoLLaMA3Config, model_class: type[torch.nn.Module]) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes the config implies: the state dict of ``model_class(config)`` built on the meta device
+    (no memory). The model class is passed in (``VideoLLaMA3ForCausalLM`` passes itself), so that this module
+    never imports ``modeling``: configuration <- checkpoint <- modeling."""
     with torch.device("meta"):
-        model = VideoLLaMA3ForCausalLM(config)
+        model = model_class(config)
     return {name: tuple(p.shape) for name, p in model.state_dict().items()}
 
 
-def validate_checkpoint(folder: Path, config: VideoLLaMA3Config, layout: str) -> None:
+def validate_checkpoint(
+    folder: Path, config: VideoLLaMA3Config, layout: str, model_class: type[torch.nn.Module]
+) -> None:
+    """Check that the checkpoint has every parameter of ``model_class(config)``, with its shape."""
     found = checkpoint_shapes(folder, layout)
-    expected = expected_shapes(config)
+    expected = expected_shapes(config, model_class)
     optional = {"lm_head.weight"} if config.tie_word_embeddings else set()
     missing = [k for k in expected if k not in found and k not in optional]
     if missing:
@@ -282,9 +252,17 @@ def validate_checkpoint(folder: Path, config: VideoLLaMA3Config, layout: str) ->
             )
 
 
-def prepare_from_pretrained(name_or_path, kwargs: dict) -> tuple[str, VideoLLaMA3Config, dict]:
-    """Resolve, read and check a checkpoint for ``from_pretrained``: (folder, config, extra kwargs)."""
-    folder = resolve_checkpoint_dir(name_or_path, kwargs.get("cache_dir"), kwargs.get("revision"), kwargs.get("token"))
+def prepare_from_pretrained(
+    name_or_path, kwargs: dict, model_class: type[torch.nn.Module]
+) -> tuple[str, VideoLLaMA3Config, dict]:
+    """Resolve, read and check a checkpoint for ``model_class.from_pretrained``: (folder, config, extra kwargs)."""
+    folder = resolve_folder(
+        name_or_path,
+        cache_dir=kwargs.get("cache_dir"),
+        revision=kwargs.get("revision"),
+        token=kwargs.get("token"),
+        local_files_only=kwargs.get("local_files_only", False),
+    )
     config, layout = load_config(folder)
     given = kwargs.pop("config", None)
     if isinstance(given, VideoLLaMA3Config):  # e.g. from AutoModelForCausalLM: it already applied the overrides
@@ -295,7 +273,7 @@ def prepare_from_pretrained(name_or_path, kwargs: dict) -> tuple[str, VideoLLaMA
         for key in list(kwargs):
             if key in config.__dataclass_fields__ or key in OFFICIAL_EXTRA_KEYS:
                 setattr(config, key, kwargs.pop(key))
-    validate_checkpoint(folder, config, layout)
+    validate_checkpoint(folder, config, layout, model_class)
     # transformers would otherwise look for the remote code that `auto_map` names; this class is the code.
     kwargs.pop("trust_remote_code", None)
     extra: dict[str, Any] = {"config": config}
@@ -323,20 +301,32 @@ PROCESSOR_FILES = (
 
 
 def convert_checkpoint(
-    src, dst, to: str = "hf", max_shard_size: str = "5GB", video_token_id: int | None = None
+    src,
+    dst,
+    to: str = "hf",
+    max_shard_size: str = "5GB",
+    video_token_id: int | None = None,
+    model_class: type[torch.nn.Module] | None = None,
 ) -> Path:
-    """Rewrite a checkpoint in the other layout (tensors are renamed, never modified)."""
+    """Rewrite a checkpoint in the other layout (tensors are renamed, never modified).
+
+    With ``model_class`` (the CLI passes ``VideoLLaMA3ForCausalLM``), the source is first checked to hold
+    every parameter of that model with its shape; without it, only its config and files are checked.
+    """
     from safetensors import safe_open
     from safetensors.torch import save_file
 
     if to not in ("hf", "official"):
         raise CheckpointError(f"unknown target layout {to!r}: use 'hf' or 'official'")
-    src = resolve_checkpoint_dir(src)
+    src = resolve_folder(src)
     dst = Path(dst)
     if dst.exists() and any(dst.iterdir()):
         raise CheckpointError(f"{dst}: destination exists and is not empty")
     config, layout = load_config(src)
-    validate_checkpoint(src, config, layout)
+    if model_class is None:
+        checkpoint_shapes(src, layout)  # every shard present, headers intact
+    else:
+        validate_checkpoint(src, config, layout, model_class)
     tmp = dst.with_name(dst.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

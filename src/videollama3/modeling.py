@@ -98,7 +98,7 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
         """
         from .checkpoint import prepare_from_pretrained
 
-        path, config, extra = prepare_from_pretrained(pretrained_model_name_or_path, kwargs)
+        path, config, extra = prepare_from_pretrained(pretrained_model_name_or_path, kwargs, cls)
         kwargs.update(extra)
         model = super().from_pretrained(path, *args, **kwargs)
         if "key_mapping" in extra:

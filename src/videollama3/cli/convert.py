@@ -20,9 +20,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import convert_checkpoint
+    from ..modeling import VideoLLaMA3ForCausalLM
 
     out = convert_checkpoint(
-        args.src, args.dst, to=args.to, max_shard_size=args.max_shard_size, video_token_id=args.video_token_id
+        args.src,
+        args.dst,
+        to=args.to,
+        max_shard_size=args.max_shard_size,
+        video_token_id=args.video_token_id,
+        model_class=VideoLLaMA3ForCausalLM,  # the source is checked against the model's parameters first
     )
     print(f"wrote {args.to} checkpoint to {out}")
     return 0

@@ -121,6 +121,7 @@ def build_initial_checkpoint(
     """
     from safetensors import safe_open
 
+    from ..modeling import VideoLLaMA3ForCausalLM
     from ..processing import VideoLLaMA3ImageProcessor, VideoLLaMA3Processor, resolve_pretrained_folder
     from ..projector import build_projector
 
@@ -200,5 +201,5 @@ def build_initial_checkpoint(
         from safetensors.torch import save_file
 
         _write_shards(tmp, shards, save_file)
-        validate_checkpoint(tmp, config, "official")
+        validate_checkpoint(tmp, config, "official", VideoLLaMA3ForCausalLM)
     return Path(output_dir)
