@@ -21,15 +21,16 @@ def one_intra_op_thread():
 
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory) -> dict[str, Path]:
-    """The tiny world of the ``tiny`` recipe (12 samples per file) and a stage-1 checkpoint assembled from it.
+    """The synthetic world's tiny size, as the ``tiny`` recipe writes it (12 samples per file), and a stage-1
+    checkpoint assembled from it.
 
     Keys: ``llm``, ``siglip``, ``data``, ``captions``, ``vqa``, ``video``, ``text`` and ``init`` (fp32).
     """
+    from videollama3.synthetic.tiny import write_tiny_world
     from videollama3.training.initialize import build_initial_checkpoint
-    from videollama3.training.synthetic import build_tiny_world
 
     root = tmp_path_factory.mktemp("tiny_world")
-    paths = build_tiny_world(root, num_samples=12, seed=0)
+    paths = write_tiny_world(root / "data", root / "base", num_samples=12, seed=0)
     paths["init"] = build_initial_checkpoint(paths["llm"], paths["siglip"], root / "init", dtype=torch.float32)
     return paths
 

@@ -16,7 +16,7 @@ def test_tiny_recipe_runs_all_four_stages(tmp_path):
         "tiny",
         [
             f"output_dir={tmp_path}",
-            "synthetic.num_samples=8",
+            "world.samples=8",
             "train.max_steps=3",
             "data.num_workers=0",
             "train.report_to=[]",
@@ -48,3 +48,26 @@ def test_tiny_recipe_runs_all_four_stages(tmp_path):
     assert json.loads((results[3].output / "processor_config.json").read_text())["image_merge_size"] == 1
     # Re-running skips finished stages.
     assert run_recipe(recipe) == []
+
+
+def test_the_world_key_replaces_the_old_synthetic_key():
+    """Recipes of earlier releases wrote the tiny world under `synthetic:`; they are told what replaced it."""
+    import pytest
+    import yaml
+
+    from videollama3.errors import ConfigError
+    from videollama3.training.recipe import recipe_from_dict, resolve_recipe_path
+
+    raw = yaml.safe_load(resolve_recipe_path("tiny").read_text())
+    old = {**{k: v for k, v in raw.items() if k != "world"}, "synthetic": {"num_samples": 32}}
+    with pytest.raises(ConfigError, match=r"`synthetic:` is now `world:` with `size: tiny`"):
+        recipe_from_dict(old)
+    with pytest.raises(ConfigError, match=r"--set synthetic.num_samples=8: .*`world.samples`"):
+        load_recipe("tiny", ["synthetic.num_samples=8"])
+    with pytest.raises(ConfigError, match=r"world.images applies to `size: full` only"):
+        load_recipe("tiny", ["world.images=10"])
+    with pytest.raises(ConfigError, match=r"world.samples applies to `size: tiny` only"):
+        load_recipe("synthetic", ["world.samples=10"])
+    recipe = load_recipe("tiny", ["output_dir=/tmp/somewhere"])
+    assert (recipe.world.size, recipe.world.samples) == ("tiny", 32)
+    assert recipe.world.init_dir == "/tmp/somewhere/synthetic/base" and load_recipe("synthetic").world.size == "full"

@@ -7,10 +7,14 @@
   with exact scoring;
 - :mod:`.writer`: datasets in the official training annotation format, and held-out benchmarks;
 - :mod:`.model`: the tokenizer (byte-level BPE) and the randomly initialised small model;
-- :mod:`.benchmark`: the ``synthetic`` evaluation benchmark and :func:`evaluate`.
+- :mod:`.benchmark`: the ``synthetic`` evaluation benchmark and :func:`evaluate`;
+- :mod:`.tiny`: the world's tiny size (coloured shapes, a moving dot, sums; a random Qwen2 LLM and SigLIP
+  encoder as base parts), seconds to write: the ``tiny`` recipe and the training tests.
 
-``videollama3 synth`` writes datasets and benchmarks, ``videollama3 train synthetic`` trains the bundled
-model, ``videollama3 demo`` shows it at work. See docs/experiments.md.
+A recipe's ``world:`` block (``size: full`` or ``tiny``) has the world written before training, by
+:func:`videollama3.training.runner.prepare_world`. ``videollama3 synth`` writes datasets and benchmarks,
+``videollama3 train synthetic`` trains the bundled model, ``videollama3 demo`` shows it at work. See
+docs/experiments.md and docs/training.md.
 """
 
 from __future__ import annotations

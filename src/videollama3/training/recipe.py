@@ -168,20 +168,23 @@ class InitConfig:
 
 
 @dataclass
-class SyntheticConfig:
-    """Generate a tiny random base model and tiny data before training (CPU demos and tests)."""
-
-    num_samples: int = 48  # per annotation file (captions, VQA, multi-image, video, text-only)
-    seed: int = 0
-
-
-@dataclass
 class WorldConfig:
-    """Render the synthetic visual world's training data and the small model's random initialisation
-    before training, unless they exist (the ``synthetic`` recipe; see :mod:`videollama3.synthetic`)."""
+    """Write the synthetic world (:mod:`videollama3.synthetic`) before training, unless it is there: its training
+    data in ``data_dir`` and what training starts from in ``init_dir``.
+
+    ``size: full`` (the ``synthetic`` recipe): the world's scenes, rendered by
+    :func:`videollama3.synthetic.writer.write_dataset` (``images``, ``videos``, ``texts``, ``questions``), and
+    the small model's initial VideoLLaMA3 checkpoint (:func:`videollama3.synthetic.model.build_initial_model`;
+    ``perception_*``). Data or a model written by another generator or with other settings stops the run.
+
+    ``size: tiny`` (the ``tiny`` recipe, CPU demos): :func:`videollama3.synthetic.tiny.write_tiny_world`, data of
+    ``samples`` items per annotation file, and base parts for stage 1 to assemble: ``init_dir/llm`` (Qwen2) and
+    ``init_dir/siglip``.
+    """
 
     data_dir: str
     init_dir: str
+    size: Literal["full", "tiny"] = "full"
     seed: int = 0
     images: int = 8000
     videos: int = 4000
@@ -189,6 +192,14 @@ class WorldConfig:
     questions: int = 8
     perception_steps: int = 0  # perception pretraining of the initial model's encoder (0: random encoder)
     perception_precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast, fp32 weights
+    samples: int = 48  # tiny: items per annotation file (captions, VQA with multi-image, video, text-only)
+
+
+# Fields of ``world`` that only one size reads (setting one for the other size is an error).
+WORLD_SIZE_FIELDS = {
+    "full": ("images", "videos", "texts", "questions", "perception_steps", "perception_precision"),
+    "tiny": ("samples",),
+}
 
 
 @dataclass
@@ -208,8 +219,7 @@ class Recipe:
     stages: list[StageConfig]
     seed: int = 42
     init: InitConfig | None = None  # stage 1's starting point (a stage's own ``init`` wins)
-    synthetic: SyntheticConfig | None = None
-    world: WorldConfig | None = None
+    world: WorldConfig | None = None  # the synthetic world to write before training
     export_dir: str | None = None  # the last stage's final model is also copied here (e.g. the bundled model)
     source: str | None = None  # where the recipe was read from (informational)
 
@@ -233,7 +243,12 @@ class Recipe:
         return InitConfig(checkpoint=str(self.stage_output(self.stages[index - 1])))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The recipe as plain data (``videollama3 train --print``); ``world`` without the other size's fields."""
+        out = dataclasses.asdict(self)
+        if self.world is not None:
+            for name in WORLD_SIZE_FIELDS["tiny" if self.world.size == "full" else "full"]:
+                del out["world"][name]
+        return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -241,6 +256,11 @@ class Recipe:
 # --------------------------------------------------------------------------------------------------
 
 _TOP_LEVEL = {f.name for f in dataclasses.fields(Recipe)} | {"defaults"}
+# Top-level keys of earlier releases: what replaced them.
+_RENAMED = {
+    "synthetic": "`synthetic:` is now `world:` with `size: tiny` (`num_samples` is `world.samples`; give "
+    "`data_dir` and `init_dir`, as the packaged `tiny` recipe does)",
+}
 
 
 def packaged_recipes() -> list[str]:
@@ -280,6 +300,9 @@ def recipe_from_dict(raw: Any, overrides: list[str] | tuple[str, ...] = (), wher
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: a recipe must be a mapping, got {type(raw).__name__}")
     raw = copy.deepcopy(raw)
+    renamed = sorted(set(raw) & set(_RENAMED))
+    if renamed:
+        raise ConfigError(f"{where}: {_RENAMED[renamed[0]]}")
     unknown = set(raw) - _TOP_LEVEL
     if unknown:
         raise ConfigError(f"{where}: unknown top-level key(s) {sorted(unknown)}; known: {sorted(_TOP_LEVEL)}")
@@ -300,6 +323,8 @@ def recipe_from_dict(raw: Any, overrides: list[str] | tuple[str, ...] = (), wher
     for override in overrides:
         key, value = parse_override(override)
         parts = key.split(".")
+        if parts[0] in _RENAMED:
+            raise ConfigError(f"--set {override}: {_RENAMED[parts[0]]}")
         if parts[0] in names:
             targets = [merged[names.index(parts[0])]]
             parts = parts[1:]
@@ -314,7 +339,18 @@ def recipe_from_dict(raw: Any, overrides: list[str] | tuple[str, ...] = (), wher
     variables = {"output_dir": raw.get("output_dir"), "name": raw.get("name")}
     if isinstance(variables["output_dir"], str):
         variables["output_dir"] = variables["output_dir"].replace("${name}", str(variables["name"]))
-    return _build(Recipe, _interpolate(raw, variables), where)
+    recipe = _build(Recipe, _interpolate(raw, variables), where)
+    if recipe.world is not None:
+        _check_world_fields(raw["world"], recipe.world.size, where)
+    return recipe
+
+
+def _check_world_fields(world: dict, size: str, where: str) -> None:
+    """A ``world`` field that its size does not read is a mistake (it would be silently ignored)."""
+    other = "tiny" if size == "full" else "full"
+    ignored = [name for name in WORLD_SIZE_FIELDS[other] if name in world]
+    if ignored:
+        raise ConfigError(f"{where}: world.{ignored[0]} applies to `size: {other}` only; this world is `size: {size}`")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -18,28 +18,27 @@ from .recipe import InitConfig, Recipe
 from .trainer import StageResult, StageTrainer, StepCallback
 
 
-def synthetic_dir(recipe: Recipe) -> Path:
-    return Path(recipe.output_dir) / "synthetic"
-
-
-def prepare_synthetic(recipe: Recipe, env: DistEnv) -> None:
-    """Write the tiny world of a ``synthetic`` recipe once (main rank), then let everyone proceed."""
-    from .synthetic import build_tiny_world
-
-    folder = synthetic_dir(recipe)
-    if env.is_main and not all((folder / p).is_dir() for p in ("base/llm", "base/siglip", "data")):
-        print(f"writing the synthetic base models and data to {folder}", flush=True)
-        build_tiny_world(folder, num_samples=recipe.synthetic.num_samples, seed=recipe.synthetic.seed)
-    barrier(env)
-
-
 def prepare_world(recipe: Recipe, env: DistEnv) -> None:
-    """Render the synthetic world's data and write the random small model of a recipe with ``world``, once."""
+    """Write the synthetic world of a recipe with ``world`` (its data and what training starts from), once.
+
+    The main rank writes what is missing; a tiny world is written again whole when a part is missing. Data or
+    an initial model of the full world that another generator or other settings wrote stops the run (on every
+    rank), with the reason: it is never silently reused, nor deleted.
+    """
+    world = recipe.world
+    data, init = Path(world.data_dir), Path(world.init_dir)
+    if world.size == "tiny":
+        from ..synthetic.tiny import write_tiny_world
+
+        if env.is_main and not all(p.is_dir() for p in (data, init / "llm", init / "siglip")):
+            print(f"writing the tiny synthetic world: base models to {init}, data to {data}", flush=True)
+            write_tiny_world(data, init, num_samples=world.samples, seed=world.seed)
+        barrier(env)
+        return
+
     from ..synthetic.model import build_initial_model, initial_model_mismatch
     from ..synthetic.writer import WorldSpec, dataset_mismatch, write_dataset
 
-    world = recipe.world
-    data, init = Path(world.data_dir), Path(world.init_dir)
     spec = WorldSpec(
         seed=world.seed,
         images=world.images,
@@ -142,8 +141,6 @@ def run_recipe(
     env = init_distributed()
     results = []
     try:
-        if recipe.synthetic is not None:
-            prepare_synthetic(recipe, env)
         if recipe.world is not None:
             prepare_world(recipe, env)
         for index, stage in enumerate(recipe.stages):

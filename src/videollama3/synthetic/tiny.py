@@ -1,17 +1,21 @@
-"""A tiny synthetic world for CPU demos and tests: a random base LLM and SigLIP, and learnable data.
+"""The tiny size of the synthetic world: a seconds-long stand-in for CPU demos and the training tests.
 
-:func:`build_tiny_world` writes, under one folder:
+The full world (:mod:`.world`, :mod:`.render`, :mod:`.tasks`, :mod:`.writer`) trains the bundled model in
+30 minutes; this one is small enough for the ``tiny`` recipe to run its four stages in a few minutes and for
+``tests/training`` to build it once per session. :func:`write_tiny_world` writes:
 
-- ``base/llm``: a 2-layer Qwen2 (hidden 64, tied head) with a byte-level BPE tokenizer trained here on the
+- ``base_dir/llm``: a 2-layer Qwen2 (hidden 64, tied head) with a byte-level BPE tokenizer trained here on the
   data's text (ChatML special tokens, as Qwen's), random weights;
-- ``base/siglip``: a 2-layer SigLIP vision tower (hidden 32, patch 14) *with* a learned position embedding
+- ``base_dir/siglip``: a 2-layer SigLIP vision tower (hidden 32, patch 14) *with* a learned position embedding
   and a pooling head, so that stage 1 exercises the real SigLIP import (both are dropped);
-- ``data/``: PNG images and H.264 videos drawn with Pillow / PyAV, and annotation files in the official
+- ``data_dir``: PNG images and H.264 videos drawn with Pillow / PyAV, and annotation files in the official
   format: ``captions.jsonl`` (one image), ``vqa.json`` (JSON list: single- and multi-image questions, some
   with a system turn), ``video.jsonl`` (a moving dot), ``text.jsonl`` (text-only arithmetic).
 
-Answers are functions of what is drawn (colour and shape names, motion directions, sums), so the loss has
-something real to learn in every stage. Everything is seeded: the same call writes the same files.
+Unlike the full world it starts from base parts (an LLM and an encoder that stage 1 assembles), not from a
+VideoLLaMA3 checkpoint. Answers are functions of what is drawn (colour and shape names, motion directions,
+sums), so the loss has something real to learn in every stage. Everything is seeded: the same call writes
+the same files.
 """
 
 from __future__ import annotations
@@ -193,18 +197,19 @@ def build_tiny_tokenizer(vocab_size: int = 400):
     return tokenizer
 
 
-def build_tiny_world(folder: str | os.PathLike, num_samples: int = 48, seed: int = 0) -> dict[str, Path]:
-    """Write ``base/llm``, ``base/siglip`` and ``data/`` under ``folder``; return their paths.
+def write_tiny_world(
+    data_dir: str | os.PathLike, base_dir: str | os.PathLike, num_samples: int = 48, seed: int = 0
+) -> dict[str, Path]:
+    """Write ``base_dir/llm``, ``base_dir/siglip`` and the data in ``data_dir``; return their paths.
 
     Returns:
         ``{"llm": ..., "siglip": ..., "data": ..., "captions": ..., "vqa": ..., "video": ..., "text": ...}``
     """
     from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
-    from .checkpointing import atomic_directory
+    from ..training.checkpointing import atomic_directory
 
-    folder = Path(folder)
-    paths = {"llm": folder / "base" / "llm", "siglip": folder / "base" / "siglip", "data": folder / "data"}
+    paths = {"llm": Path(base_dir) / "llm", "siglip": Path(base_dir) / "siglip", "data": Path(data_dir)}
     torch.manual_seed(seed)
     with atomic_directory(paths["llm"]) as tmp:
         tokenizer = build_tiny_tokenizer()
