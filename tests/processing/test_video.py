@@ -134,7 +134,7 @@ def test_sparse_frames_decode_only_the_needed_packets(media):
 
 @pytest.mark.parametrize("kind", ["bframes", "open_gop"])
 def test_unwanted_non_reference_pictures_are_not_decoded(media, kind, monkeypatch):
-    from videollama3.processing import video
+    from videollama3.processing import video_decoding
 
     plan = plan_video(media[kind], VideoSampling(fps=2, max_frames=180))  # every 12.5th frame
     source = plan.source
@@ -142,9 +142,9 @@ def test_unwanted_non_reference_pictures_are_not_decoded(media, kind, monkeypatc
     assert disposable  # x264 with B-frames: most B-frames are referenced by nothing
     assert not any(source.packet_key[i] for i in disposable)
     sent = []
-    decode_packet = video._decode_packet
+    decode_packet = video_decoding._decode_packet
     monkeypatch.setattr(
-        video, "_decode_packet", lambda codec, packet: sent.append(packet) or decode_packet(codec, packet)
+        video_decoding, "_decode_packet", lambda codec, packet: sent.append(packet) or decode_packet(codec, packet)
     )
     frames = plan.read()
     wanted = set(plan.keys)
