@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
+from ..distributed import DistEnv, barrier, destroy_distributed, init_distributed
 from ..errors import ConfigError
-from .distributed import DistEnv, barrier, destroy_distributed, init_distributed
 from .recipe import InitConfig, Recipe
 from .trainer import StageResult, StageTrainer, StepCallback
 
