@@ -3,11 +3,13 @@
 The pipeline, per conversation (a *sample*):
 
 1. Parse the conversation and *plan* every image (header only) and video (packet timestamps only): the
-   number of frames, their timestamps and the frame size are known before any pixel is decoded.
-2. Share the visual-token budget between all images and frames of the sample (``target_sizes``).
+   number of frames, their timestamps and the frame size are known before any pixel is decoded
+   (:mod:`.conversation`, :mod:`.video`).
+2. Share the visual-token budget between all images and frames of the sample
+   (``VideoLLaMA3ImageProcessor.target_sizes``, :mod:`.image_processing`).
 3. Decode: each image, and each kept video frame as soon as it is decoded, is resized, normalised and
-   written straight into its rows of the preallocated ``pixel_values``. No list of full-size frames
-   ever exists.
+   written straight into its rows of the preallocated ``pixel_values``, decoding and resizing on
+   separate threads (:mod:`.parallel`). No list of full-size frames ever exists.
 4. Differential Frame Pruner: the keep-mask of every merged visual token (``pruning.pruning_mask``).
 5. Render the prompt (one ``<image>`` per image / frame), tokenize it, and expand each ``<image>`` to the
    number of merged tokens that the image / frame *keeps*.
