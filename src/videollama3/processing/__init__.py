@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from .. import auto_registration
 from ..hub import resolve_processor_folder as resolve_pretrained_folder  # a processor checkpoint's folder
 from .chat_template import DEFAULT_SYSTEM_PROMPT, IMAGE_TOKEN, render_conversation
 from .image import ImageReader, target_sizes
@@ -58,3 +59,5 @@ __all__ = [
     "resolve_pretrained_folder",
     "target_sizes",
 ]
+
+auto_registration.module_ready(__name__)  # AutoProcessor learns the processor classes
