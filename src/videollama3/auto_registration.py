@@ -2,14 +2,18 @@
 
 ``import videollama3`` must stay cheap (no torch, no transformers), yet the official README's snippet,
 ``import videollama3`` followed by ``AutoModelForCausalLM.from_pretrained(path)``, must find our classes.
-So :func:`install` puts a finder on ``sys.meta_path`` that lets transformers import its three Auto
-modules as usual and then registers our classes with each, right after it has run:
+So :func:`install` puts a finder on ``sys.meta_path`` that watches transformers' imports and, once its
+Auto modules are imported, registers our classes with them:
 
 - ``configuration_auto``: ``AutoConfig`` learns ``videollama3_qwen2`` (our configuration module);
 - ``modeling_auto``: ``AutoModelForCausalLM`` learns our model (this imports torch, as the model needs);
 - ``processing_auto``: ``AutoProcessor`` learns our processor, under the official class name too.
 
-Auto modules imported before ``videollama3`` are registered with at once.
+Registering imports our classes, which import transformers' Qwen2 modules: that is only safe when no
+transformers module is half-way through its own import (they import each other, and the Auto modules may
+be imported from inside ``modeling_qwen2``). So registrations wait until the outermost transformers import
+has finished, and one of our own modules that is itself being imported registers when it is done
+(:func:`module_ready`). Auto modules imported before ``videollama3`` are registered with at once.
 """
 
 from __future__ import annotations
@@ -47,41 +51,17 @@ def _register_processor() -> None:
     register_auto_classes()
 
 
-# transformers' Auto module -> (our module whose classes it learns, registration)
-REGISTRATIONS: dict[str, tuple[str, Callable[[], None]]] = {
-    _AUTO + "configuration_auto": ("videollama3.configuration", _register_config),
-    _AUTO + "modeling_auto": ("videollama3.modeling", _register_model),
-    _AUTO + "processing_auto": ("videollama3.processing", _register_processor),
+_CONFIG, _MODEL, _PROCESSING = "videollama3.configuration", "videollama3.modeling", "videollama3.processing"
+# transformers' Auto module -> (our modules the registration imports, registration)
+REGISTRATIONS: dict[str, tuple[tuple[str, ...], Callable[[], None]]] = {
+    _AUTO + "configuration_auto": ((_CONFIG,), _register_config),
+    _AUTO + "modeling_auto": ((_CONFIG, _MODEL), _register_model),
+    _AUTO + "processing_auto": ((_CONFIG, _PROCESSING), _register_processor),
 }
+
 _ready: set[str] = set()  # our modules above that have finished importing (see module_ready)
-
-
-def _registration(auto_module: str) -> Callable[[], None]:
-    ours, register = REGISTRATIONS[auto_module]
-
-    def register_when_possible() -> None:
-        # One of our modules half-way through its own import (it imports transformers, which imported
-        # the Auto module) cannot be imported again here: it registers itself when done (module_ready).
-        if ours in sys.modules and ours not in _ready:
-            return
-        register()
-
-    return register_when_possible
-
-
-def module_ready(name: str) -> None:
-    """Called at the end of our modules' import: register with an Auto module already imported."""
-    _ready.add(name)
-    _pending.extend(
-        register for auto, (ours, register) in REGISTRATIONS.items() if ours == name and auto in sys.modules
-    )
-    _run_pending()
-
-
-# Registering imports our classes, which import transformers' Qwen2 modules, which need the Auto modules
-# complete: so registrations wait until no Auto module is half-imported and run one at a time, in order.
-_pending: list[Callable[[], None]] = []
-_importing = 0  # Auto modules being executed right now (they import each other)
+_pending: list[str] = []  # Auto modules imported and not yet registered with
+_importing = 0  # transformers modules being executed right now
 _registering = False
 
 
@@ -92,17 +72,28 @@ def _run_pending() -> None:
     _registering = True
     try:
         while _pending:
-            _pending.pop(0)()
+            ours, register = REGISTRATIONS[_pending.pop(0)]
+            if any(name in sys.modules and name not in _ready for name in ours):
+                continue  # one is being imported (it imported transformers): module_ready registers
+            register()
     finally:
         _registering = False
 
 
-class _RegisteringLoader(importlib.abc.Loader):
-    """Runs the real loader, then our registration; every other attribute is the real loader's."""
+def module_ready(name: str) -> None:
+    """Called at the end of our modules' import: register with an Auto module already imported."""
+    _ready.add(name)
+    _pending.extend(auto for auto, (ours, _) in REGISTRATIONS.items() if name in ours and auto in sys.modules)
+    _run_pending()
 
-    def __init__(self, loader: importlib.abc.Loader, register: Callable[[], None]):
+
+class _WatchedLoader(importlib.abc.Loader):
+    """Runs the real loader while counting transformers imports in progress; queues our registration
+    after an Auto module. Every other attribute is the real loader's (get_source for tracebacks...)."""
+
+    def __init__(self, loader: importlib.abc.Loader, fullname: str):
         self._loader = loader
-        self._register = register
+        self._fullname = fullname
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self._loader.create_module(spec)
@@ -114,35 +105,35 @@ class _RegisteringLoader(importlib.abc.Loader):
             self._loader.exec_module(module)
         finally:
             _importing -= 1
-        _pending.append(self._register)
+        if self._fullname in REGISTRATIONS:
+            _pending.append(self._fullname)
         _run_pending()
 
-    def __getattr__(self, name: str) -> Any:  # get_source, get_filename... for tracebacks and inspect
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._loader, name)
 
 
-class _AutoClassFinder(importlib.abc.MetaPathFinder):
+class _TransformersFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
-        if fullname not in REGISTRATIONS:
+        if fullname != "transformers" and not fullname.startswith("transformers."):
             return None
-        register = _registration(fullname)
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
                 continue
             spec = finder.find_spec(fullname, path, target)
             if spec is not None:
-                if spec.loader is not None:
-                    spec.loader = _RegisteringLoader(spec.loader, register)
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _WatchedLoader(spec.loader, fullname)
                 return spec
         return None
 
 
-_FINDER = _AutoClassFinder()
+_FINDER = _TransformersFinder()
 
 
 def install() -> None:
     """Register now with the Auto modules already imported, and later with the others. Idempotent."""
     if _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
-    _pending.extend(_registration(name) for name in REGISTRATIONS if name in sys.modules)
+    _pending.extend(name for name in REGISTRATIONS if name in sys.modules)
     _run_pending()
