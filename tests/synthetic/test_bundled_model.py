@@ -26,7 +26,7 @@ def test_bundled_model_is_complete_and_small():
     assert config["model_type"] == "videollama3_qwen2"
 
 
-# What the bundled model scores on benchmark seed 0, 400 questions (docs/experiments.md).
+# What the bundled model scores on benchmark seed 0, 400 questions (research/experiments.md).
 DOCUMENTED = {"image": 68.5, "video": 60.0, "video_temporal": 60.0}
 
 
@@ -45,7 +45,7 @@ def test_bundled_model_scores_as_documented(held_out_metrics):
 
 
 @pytest.mark.xfail(
-    reason="not reached: image 68.5 %, video temporal 60.0 % (docs/experiments.md: open image questions 81 %, "
+    reason="not reached: image 68.5 %, video temporal 60.0 % (research/experiments.md: open image questions 81 %, "
     "multiple choice at chance; the LLM, trained from scratch, does not learn to match its answer against the "
     "options within the 30-minute budget, nor with 2.5 times the recipe's question-answering steps)",
     strict=False,

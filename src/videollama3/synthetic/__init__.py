@@ -14,7 +14,7 @@
 A recipe's ``world:`` block (``size: full`` or ``tiny``) has the world written before training, by
 :func:`videollama3.training.runner.prepare_world`. ``videollama3 synth`` writes datasets and benchmarks,
 ``videollama3 train synthetic`` trains the bundled model, ``videollama3 demo`` shows it at work. See
-docs/experiments.md and docs/training.md.
+research/experiments.md and docs/training.md.
 """
 
 from __future__ import annotations

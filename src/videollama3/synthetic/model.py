@@ -46,7 +46,7 @@ class ModelSize:
     max_position_embeddings: int = 4096
     # Standard deviation of the LLM's and projector's random weights (the encoder keeps 0.02). Larger than
     # the usual 0.02: at 0.02 this LLM stays at chance on in-context lookup ("which option says green?")
-    # for 600+ steps, at 0.1 it learns it within a few hundred (docs/experiments.md).
+    # for 600+ steps, at 0.1 it learns it within a few hundred (research/experiments.md).
     initializer_range: float = 0.1
 
 

@@ -2,7 +2,7 @@
 
 VideoLLaMA3 starts from a pretrained encoder (SigLIP) whose tokens already say what the image shows; the
 small model's encoder starts random, and trained end to end from a random LLM its tokens collapse to one
-shared vector (docs/experiments.md). So before the four stages, the encoder alone learns to see the world:
+shared vector (research/experiments.md). So before the four stages, the encoder alone learns to see the world:
 every merged token (one per cell of the 3 x 3 grid at the world's 84 x 84 size) is trained with one linear
 head per attribute to predict what the whole picture shows: the object's colour, shape, size and cell, how
 many objects there are, the word and its colour, the tallest and the shortest bar and their values. The

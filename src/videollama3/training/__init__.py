@@ -6,7 +6,8 @@
 - :mod:`.objective`: the loss module; :mod:`.optim`: learning rates per module, freezing, schedule;
 - :mod:`.trainer`, :mod:`.runner`: a stage, a recipe; :mod:`.distributed`: torchrun + FSDP2;
 - :mod:`.checkpointing`: resumable and final checkpoints; :mod:`.lora`: PEFT adapters and merging;
-- :mod:`.initialize`: a new model from a Qwen2 LLM and a SigLIP encoder; :mod:`.synthetic`: the tiny world.
+- :mod:`.initialize`: a new model from a Qwen2 LLM and a SigLIP encoder (the synthetic worlds are in
+  :mod:`videollama3.synthetic`).
 
 See docs/training.md. Nothing heavy is imported here.
 """

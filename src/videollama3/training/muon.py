@@ -8,7 +8,7 @@ for an ``A x B`` matrix (Liu et al., 2025, "Muon is scalable for LLM training"),
 update RMS, so the recipe's AdamW learning rates carry over.
 
 Why it is here: a small LLM trained from scratch learns in-context lookup (the matching step of a
-multiple-choice answer) several times sooner with Muon than with AdamW (docs/experiments.md).
+multiple-choice answer) several times sooner with Muon than with AdamW (research/experiments.md).
 
 Under FSDP2 a matrix is sharded by rows; its orthogonalisation needs the whole matrix, so the momentum is
 gathered, orthogonalised on every rank alike, and each rank keeps its own rows.
