@@ -53,7 +53,7 @@ def test_dynamic_cache_layers_are_what_the_serving_engine_fills_in_place(fixture
     layer = cache.layers[0]
     keys = torch.zeros(1, 2, 4, 8)
     layer.lazy_initialization(keys, keys)
-    layer.keys, layer.values = keys, keys  # the engine's _make_cache and _add_rows assign these
+    layer.keys, layer.values = keys, keys  # the engine's make_cache and add_rows assign these
     assert cache.get_seq_length() == 4
 
 
@@ -74,7 +74,7 @@ def test_decoder_uses_a_prepared_mask_mapping_as_it_is(fixture_model):
 def test_attention_registries_take_our_functions():
     parameters = list(inspect.signature(sdpa_attention_forward).parameters)
     assert parameters[:5] == ["module", "query", "key", "value", "attention_mask"]
-    from videollama3.serving.engine import BATCHES_SDPA, _batches_sdpa
+    from videollama3.serving.kv_cache import BATCHES_SDPA, batches_sdpa
 
-    assert AttentionInterface()[BATCHES_SDPA] is _batches_sdpa  # registered when the engine is imported
+    assert AttentionInterface()[BATCHES_SDPA] is batches_sdpa  # registered when kv_cache is imported
     assert AttentionMaskInterface()[BATCHES_SDPA] is AttentionMaskInterface()["sdpa"]

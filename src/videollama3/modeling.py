@@ -223,7 +223,7 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
         """Embed ``input_ids`` (..., L) and put ``features`` (N, H), in order, in place of the ``<image>`` tokens.
 
         ``receives``: the positions that get the features, when not every ``<image>`` token does (pruned
-        placeholders). There must be one feature per position (:func:`check_visual_token_count`);
+        placeholders). There must be one feature per position (:meth:`check_visual_token_count`);
         ``features`` None: plain token embeddings. Used by :meth:`prepare_multimodal_inputs` and by the
         serving engine (which embeds only the part of a prompt after a cached prefix).
         """
@@ -233,8 +233,17 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
         if receives is None:
             receives = input_ids == self.config.image_token_index
         receives = receives.to(embeds.device)
-        check_visual_token_count(int(receives.sum()), features.shape[0])
+        self.check_visual_token_count(int(receives.sum()), features.shape[0])
         return embeds.masked_scatter(receives.unsqueeze(-1), features.to(embeds.dtype))
+
+    @staticmethod
+    def check_visual_token_count(n_placeholders: int, n_visual: int) -> None:
+        """Raise an ``InputError`` unless a prompt's ``<image>`` tokens and its media's kept visual tokens match."""
+        if n_placeholders != n_visual:
+            raise InputError(
+                f"the prompt holds {n_placeholders} <image> tokens but its media give {n_visual} visual tokens "
+                "after frame pruning"
+            )
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -335,15 +344,6 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
             input_ids, attention_mask, None, None, pixel_values, grid_sizes, merge_sizes, compression_mask
         )
         return super().generate(inputs_embeds=mm.inputs_embeds, attention_mask=mm.attention_mask, **kwargs)
-
-
-def check_visual_token_count(n_placeholders: int, n_visual: int) -> None:
-    """Raise an ``InputError`` unless a prompt's ``<image>`` tokens and its media's kept visual tokens match."""
-    if n_placeholders != n_visual:
-        raise InputError(
-            f"the prompt holds {n_placeholders} <image> tokens but its media give {n_visual} visual tokens "
-            "after frame pruning"
-        )
 
 
 def _drop_tokens(embeds, attention_mask, labels, token_keep) -> MultimodalInputs:

@@ -11,19 +11,12 @@ import torch
 from server_helpers import MEDIA
 
 from videollama3.errors import InputError
-from videollama3.serving import engine as engine_module
+from videollama3.serving import scheduler
 from videollama3.serving.cache import PREFIX_BLOCK, FeatureCache, PrefixCache, item_key, prefix_hashes
-from videollama3.serving.engine import (
-    Engine,
-    Failed,
-    Finished,
-    IncrementalDetokenizer,
-    PreparedPrompt,
-    SamplingParams,
-    StopMatcher,
-    TextDelta,
-    wait_idle,
-)
+from videollama3.serving.detokenizer import IncrementalDetokenizer, StopMatcher, backend_decoder
+from videollama3.serving.engine import Engine, wait_idle
+from videollama3.serving.kv_cache import AppendLayer
+from videollama3.serving.types import Failed, Finished, PreparedPrompt, SamplingParams, TextDelta
 
 EOS = 485
 IMAGE = 488
@@ -233,7 +226,7 @@ def test_next_turn_reuses_the_prefilled_prefix(engine, loaded_model):
 def test_several_resumed_prompts_prefill_together(loaded_model, processed, monkeypatch):
     """Next turns with cached prefixes of different lengths, admitted together: one pass, right answers."""
     # These prompts differ in length more than a prefill group normally allows (see the next test).
-    monkeypatch.setattr(engine_module, "PREFILL_PADDING_SLACK", 100.0)
+    monkeypatch.setattr(scheduler, "PREFILL_PADDING_SLACK", 100.0)
     engine = Engine(
         loaded_model.model, loaded_model.processor.tokenizer, prefix_cache=PrefixCache(64 << 20), eos_token_ids=[EOS]
     ).start()
@@ -254,7 +247,7 @@ def test_several_resumed_prompts_prefill_together(loaded_model, processed, monke
         ]
         collectors = [Collector() for _ in nexts]
         before, hits = engine.stats.prefill_batches, engine.prefix_cache.stats().hits
-        with engine._cond:  # hold the scheduler back so that all three are admitted in one iteration
+        with engine.paused():  # hold the scheduler back so that all three are admitted in one iteration
             for out, c in zip(nexts, collectors):
                 engine.submit(prepared(out), SamplingParams(8), c)
         texts = [c.result()[0] for c in collectors]
@@ -367,11 +360,8 @@ def _run_inline(engine: Engine) -> None:
     """What the scheduler loop does, on this thread, until nothing is waiting or running."""
     with torch.inference_mode():
         while engine.num_waiting or engine.num_running:
-            with engine._cond:
-                admitted = engine._admit()
-            if admitted:
-                engine._prefill(admitted)
-            engine._decode()
+            engine.prefill_waiting()
+            engine.decode_step()
 
 
 def _inline_engine(loaded_model, **kwargs) -> Engine:
@@ -392,7 +382,7 @@ def test_kv_rows_join_and_leave_in_place():
     def pad_left(x, length):
         return torch.cat([x.new_zeros(*x.shape[:2], length - x.shape[2], x.shape[3]), x], dim=2)
 
-    layer = engine_module._AppendLayer()
+    layer = AppendLayer()
     ref = torch.randn(3, 2, 10, 4)
     layer.load(ref.clone(), -ref)
     for _ in range(100):  # decode steps, past the first buffer's spare columns
@@ -402,23 +392,23 @@ def test_kv_rows_join_and_leave_in_place():
     assert torch.equal(layer.keys, ref) and torch.equal(layer.values, -ref)
 
     for n in (1, 1):
-        buffer = layer._k
+        buffer = layer.key_buffer
         shorter = torch.randn(1, 2, 7 * n, 4)
         layer.add_rows(shorter, -shorter)
         ref = torch.cat([ref, pad_left(shorter, 110)])
         assert torch.equal(layer.keys, ref) and torch.equal(layer.values, -ref)
-    assert layer._k is buffer  # the first newcomer made spare rows; the second was just written in
+    assert layer.key_buffer is buffer  # the first newcomer made spare rows; the second was just written in
 
     longer = torch.randn(2, 2, 150, 4)
     layer.add_rows(longer, -longer)
     ref = torch.cat([pad_left(ref, 150), longer])
     assert torch.equal(layer.keys, ref) and torch.equal(layer.values, -ref)
 
-    buffer = layer._k
+    buffer = layer.key_buffer
     layer.keep_rows([0, 6, 2, 4, 5], trim=30)  # rows 1 and 3 leave; row 6 moves into row 1's place
     ref = ref[[0, 6, 2, 4, 5]][:, :, 30:]
     assert torch.equal(layer.keys, ref) and torch.equal(layer.values, -ref)
-    assert layer._k is buffer
+    assert layer.key_buffer is buffer
     column = torch.randn(5, 2, 1, 4)
     layer.update(column, -column)
     ref = torch.cat([ref, column], dim=2)
@@ -429,19 +419,16 @@ def test_kv_rows_join_and_leave_in_place():
     ref = torch.cat([ref, pad_left(many, ref.shape[2])])
     layer.keep_rows([0, 44], trim=0)  # nearly everyone leaves: the buffers shrink (KV memory is precious)
     assert torch.equal(layer.keys, ref[[0, 44]]) and torch.equal(layer.values, -ref[[0, 44]])
-    assert layer._k.shape[0] < 10
+    assert layer.key_buffer.shape[0] < 10
 
 
-@pytest.mark.parametrize("one_pass", [True, False], ids=["one-pass", "pass-per-batch"])
-def test_staggered_sequences_of_mixed_lengths_match_generate(loaded_model, processed, one_pass):
+def test_staggered_sequences_of_mixed_lengths_match_generate(loaded_model, processed):
     """Many joins and leaves (rows reordered as others finish) in batches of mixed length: each answer is generate's.
 
-    Decoding all batches in one forward pass (attention batch by batch) or, where attention cannot be
-    split (not SDPA, sliding windows), one pass per batch.
+    All batches decode in one forward pass (attention batch by batch).
     """
     engine = _inline_engine(loaded_model, feature_cache=FeatureCache(64 << 20))
-    assert engine._one_pass  # the fixture model uses SDPA
-    engine._one_pass = one_pass
+    assert engine.one_pass  # the fixture model uses SDPA
     long_image = [{"role": "user", "content": [{"type": "image", "image": {"image_path": str(MEDIA / "image_c.png")}}]}]
     prompts = [
         *processed[:3],
@@ -455,13 +442,10 @@ def test_staggered_sequences_of_mixed_lengths_match_generate(loaded_model, proce
     with torch.inference_mode():
         for step, ((out, n), collector) in enumerate(zip(jobs, collectors)):
             engine.submit(prepared(out), SamplingParams(n), collector)
-            with engine._cond:
-                admitted = engine._admit()
-            if admitted:
-                engine._prefill(admitted)
+            engine.prefill_waiting()
             for _ in range(step % 3 + 1):  # a few decode steps between arrivals
-                engine._decode()
-                most_batches = max(most_batches, len(engine._batches))
+                engine.decode_step()
+                most_batches = max(most_batches, len(engine.batches))
     _run_inline(engine)
     assert most_batches >= 2  # rows of different batches really decoded side by side
     for (out, n), collector in zip(jobs, collectors):
@@ -502,16 +486,14 @@ def test_long_and_short_prompts_decode_in_separate_batches(loaded_model):
         engine.submit(prepared(out), SamplingParams(6), collector)
     hits = engine.prefix_cache.stats().hits
     with torch.inference_mode():
-        with engine._cond:
-            admitted = engine._admit()
-        engine._prefill(admitted)  # all admitted together
+        engine.prefill_waiting()  # all admitted together
     assert engine.prefix_cache.stats().hits == hits + len(nexts)
     # The long prompt decodes alone (padding the 5 short ones to its length would cost more than a
     # forward pass); the short ones share a batch (a little padding costs less than one more pass).
-    assert sorted(len(batch.seqs) for batch in engine._batches) == [1, 5]
-    long_batch = next(batch for batch in engine._batches if len(batch.seqs) == 1)
+    assert sorted(len(batch.seqs) for batch in engine.batches) == [1, 5]
+    long_batch = next(batch for batch in engine.batches if len(batch.seqs) == 1)
     assert long_batch.seqs[0].prompt.num_tokens == nexts[0]["input_ids"].shape[1]
-    assert max(batch.length for batch in engine._batches if batch is not long_batch) < 1000
+    assert max(batch.length for batch in engine.batches if batch is not long_batch) < 1000
     _run_inline(engine)
     for out, collector in zip(nexts, collectors):
         assert collector.result(timeout=1)[0] == reference(loaded_model, out, 6)
@@ -583,7 +565,7 @@ def test_media_without_placeholders_fail_even_when_the_prefix_is_cached(loaded_m
 
 def test_fast_detokenizer_path_matches_the_tokenizer(loaded_model):
     tokenizer = loaded_model.processor.tokenizer
-    assert engine_module._backend_decoder(tokenizer) is not None  # the fixture's tokenizer takes the fast path
+    assert backend_decoder(tokenizer) is not None  # the fixture's tokenizer takes the fast path
     generator = torch.Generator().manual_seed(1)
     vocab = loaded_model.model.config.vocab_size  # the model can emit ids the tokenizer does not know
     for _ in range(20):

@@ -36,7 +36,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import VideoLLaMA3Error
 from .config import ServerConfig
-from .engine import Failed, Finished, PreparedPrompt, SamplingParams, SequenceHandle, TextDelta
 from .errors import APIError, bad_request, internal, not_found, timeout, too_large, too_many_requests, unauthorized
 from .errors import unavailable as unavailable_error
 from .media import MediaLimits, MediaResolver, UploadStore
@@ -51,6 +50,7 @@ from .schemas import (
     UploadResponse,
 )
 from .service import check_supported, sampling_params
+from .types import Failed, Finished, PreparedPrompt, SamplingParams, SequenceHandle, TextDelta
 
 logger = logging.getLogger("videollama3.serving")
 

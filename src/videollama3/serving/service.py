@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import VideoLLaMA3Error
-from .engine import GREEDY_TEMPERATURE, PreparedPrompt, SamplingParams
 from .errors import APIError, bad_request
 from .media import MediaLimits, MediaResolver, MediaScope, probe_video_seconds
 from .schemas import (
@@ -27,6 +26,7 @@ from .schemas import (
     UserMessage,
     VideoPart,
 )
+from .types import GREEDY_TEMPERATURE, PreparedPrompt, SamplingParams
 
 logger = logging.getLogger(__name__)
 
