@@ -422,13 +422,16 @@ def test_kv_rows_join_and_leave_in_place():
     assert layer.key_buffer.shape[0] < 10
 
 
-def test_staggered_sequences_of_mixed_lengths_match_generate(loaded_model, processed):
+@pytest.mark.parametrize("one_pass", [True, False], ids=["one-pass", "pass-per-batch"])
+def test_staggered_sequences_of_mixed_lengths_match_generate(loaded_model, processed, one_pass):
     """Many joins and leaves (rows reordered as others finish) in batches of mixed length: each answer is generate's.
 
-    All batches decode in one forward pass (attention batch by batch).
+    Decoding all batches in one forward pass (attention batch by batch) or, where attention cannot be
+    split (not SDPA, sliding windows), one pass per batch.
     """
     engine = _inline_engine(loaded_model, feature_cache=FeatureCache(64 << 20))
     assert engine.one_pass  # the fixture model uses SDPA
+    engine.one_pass = one_pass
     long_image = [{"role": "user", "content": [{"type": "image", "image": {"image_path": str(MEDIA / "image_c.png")}}]}]
     prompts = [
         *processed[:3],

@@ -4,7 +4,7 @@ Requests do not wait for each other. Each iteration of the scheduler
 
 1. admits waiting sequences while there are free slots (and the prefill token budget allows): their
    visual features come from the :class:`~.cache.FeatureCache` or one vision-encoder call for all
-   missing items; prompts of similar length are prefilled together (left-padded) into a fresh KV
+   missing items (:mod:`.prompt_inputs`); prompts of similar length are prefilled together (left-padded) into a fresh KV
    cache, which then joins a running batch (both left-padded to a common length);
 2. runs one decode step: one new token for every running sequence, in one forward pass. The running
    sequences form a few batches of similar length, each with its own KV cache, so that short chats
@@ -41,15 +41,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InputError
 from ..llm_cache import cache_kwargs, output_cache
-from ..token_layout import merged_tokens, positions_from_mask
+from ..token_layout import positions_from_mask
 from .cache import FeatureCache, PrefixCache
 from .detokenizer import IncrementalDetokenizer, StopMatcher
 from .errors import unavailable
 from .kv_cache import BATCHES_SDPA, BatchesCache, PerBatch, make_cache
+from .prompt_inputs import PromptEmbedder
 from .sampling import sample_tokens
-from .scheduler import DECODE_MERGE_PADDING, MAX_DECODE_BATCHES, DecodeBatch, SequenceState, choose_batch, length_groups
+from .scheduler import DECODE_MERGE_PADDING, DecodeBatch, SequenceState, choose_batch, length_groups
 from .types import Emit, Event, Failed, Finished, PreparedPrompt, SamplingParams, SequenceHandle, TextDelta
 
 logger = logging.getLogger(__name__)
@@ -111,20 +111,20 @@ class Engine:
         # With one query per row (decode), the causal mask is just the padding mask; handed to SDPA in 4D,
         # transformers uses it as is instead of rebuilding it every step (other kernels want their own form).
         self._sdpa = getattr(model.config, "_attn_implementation", None) in ("sdpa", BATCHES_SDPA)
-        # Whether running sequences may form several batches, decoded in one forward pass with attention
-        # batch by batch (see kv_cache.batches_sdpa): SDPA and only full-attention layers. The model's
-        # attention implementation is switched to BATCHES_SDPA for that, which is plain SDPA for every other
-        # forward pass. Otherwise all running sequences form one batch.
+        # All running batches decode in one forward pass when attention can run batch by batch (see
+        # kv_cache.batches_sdpa): SDPA and only full-attention layers. The model's attention implementation
+        # is switched to BATCHES_SDPA for that, which is plain SDPA for every other forward pass.
         layer_types = getattr(model.config, "layer_types", None) or ["full_attention"]
         self.one_pass = self._sdpa and all(kind == "full_attention" for kind in layer_types)
         if self.one_pass:
             model.config._attn_implementation = BATCHES_SDPA
             self._batches_cache = BatchesCache(config=model.config)
         self.stats = EngineStats()
+        self._embedder = PromptEmbedder(model, feature_cache, self.stats)
 
         self._cond = threading.Condition()
         self._waiting: deque[SequenceState] = deque()
-        # The running sequences, in a few batches of similar length (see _place).
+        # The running sequences, in a few batches of similar length (see :meth:`_place`).
         self._batches: list[DecodeBatch] = []
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -272,12 +272,12 @@ class Engine:
         starts = [0 if c is None else c[1] for c in cached]
         embeds: list[torch.Tensor | None] = [None] * len(seqs)
         try:
-            embeds = self._prompt_embeddings(seqs, starts)
+            embeds = self._embedder.embed(seqs, starts)
         except Exception:
             # Find the culprit(s): embed one by one, so one bad prompt does not fail its batch mates.
             for i, seq in enumerate(seqs):
                 try:
-                    embeds[i] = self._prompt_embeddings([seq], [starts[i]])[0]
+                    embeds[i] = self._embedder.embed([seq], [starts[i]])[0]
                 except Exception as exc:
                     self._fail(seq, exc)
         fresh, resumed = [], []
@@ -323,85 +323,6 @@ class Engine:
                 )
         batch = self._place(state)
         self._process_tokens(batch, seqs, state.last_tokens.tolist())
-
-    def _prompt_embeddings(self, seqs: Sequence[SequenceState], starts: Sequence[int]) -> list[torch.Tensor]:
-        """(L_i - start_i, H) input embeddings of each prompt from token ``start_i`` on, visual features in place
-        of the ``<image>`` tokens.
-
-        Features are only looked up (or encoded) for prompts with placeholders from ``start_i`` on. The
-        number of placeholders is checked against the visual tokens the media keep either way (from the
-        compression mask, or from the features when there is no mask).
-        """
-        prompt_ids = [seq.prompt.input_ids.reshape(-1) for seq in seqs]
-        is_image = [ids == self.image_token_id for ids in prompt_ids]
-        needs = [
-            seq.prompt.pixel_values is not None and (bool(im[start:].any()) or seq.prompt.compression_mask is None)
-            for seq, im, start in zip(seqs, is_image, starts)
-        ]
-        features = iter(self._visual_features([seq for seq, need in zip(seqs, needs) if need]))
-        out = []
-        for seq, ids, im, start, need in zip(seqs, prompt_ids, is_image, starts, needs):
-            feats = next(features) if need else None
-            n_placeholders = int(im.sum())
-            n_visual = feats.shape[0] if feats is not None else sum(seq.prompt.kept_per_item())
-            self.model.check_visual_token_count(n_placeholders, n_visual)  # the whole prompt's
-            if feats is not None:
-                feats = feats[n_placeholders - int(im[start:].sum()) :]  # not those of the cached prefix
-            out.append(self.model.merge_visual_features(ids[start:].to(self.device), feats))
-        return out
-
-    def _visual_features(self, seqs: Sequence[SequenceState]) -> list[torch.Tensor | None]:
-        """Kept visual features of each prompt, from the cache or one encoder call for all missing items."""
-        found: dict[object, torch.Tensor] = {}
-        missing: dict[object, tuple[torch.Tensor, tuple[int, int, int], int]] = {}
-        per_seq_keys: list[list[object]] = []
-        for seq in seqs:
-            items = seq.prompt.items()
-            cacheable = self.feature_cache is not None and len(seq.prompt.item_keys) == len(items)
-            # Without content hashes an item is only shared with itself: key it by (sequence, index).
-            keys: list[object] = list(seq.prompt.item_keys) if cacheable else [(id(seq), i) for i in range(len(items))]
-            per_seq_keys.append(keys)
-            for key, item in zip(keys, items):
-                if key in found or key in missing:
-                    continue
-                cached = self.feature_cache.get(key) if cacheable else None
-                if cached is not None:
-                    found[key] = cached
-                else:
-                    missing[key] = item
-        if missing:
-            items = list(missing.values())
-            pixel_values = torch.cat([rows for rows, _, _ in items]).to(self.device)
-            grid_sizes = torch.tensor([grid for _, grid, _ in items], dtype=torch.long)
-            merge_sizes = torch.tensor([m for _, _, m in items], dtype=torch.long)
-            features = self.model.encode_images(pixel_values, grid_sizes, merge_sizes)
-            self.stats.encoder_calls += 1
-            self.stats.encoded_items += len(items)
-            counts = [merged_tokens(grid, m) for _, grid, m in items]
-            for key, feats in zip(missing, features.split(counts)):
-                found[key] = feats
-                if self.feature_cache is not None and isinstance(key, str):
-                    self.feature_cache.put(key, feats)
-
-        out: list[torch.Tensor | None] = []
-        for seq, keys in zip(seqs, per_seq_keys):
-            prompt = seq.prompt
-            if prompt.pixel_values is None:
-                out.append(None)
-                continue
-            feats = torch.cat([found[key] for key in keys])
-            mask = prompt.compression_mask
-            if mask is None:
-                mask = self.model.compute_compression_mask(
-                    prompt.pixel_values.to(self.device), prompt.grid_sizes, prompt.merge_sizes
-                )
-            mask = mask.reshape(-1).to(feats.device, torch.bool)
-            if mask.numel() != feats.shape[0]:
-                raise InputError(
-                    f"compression_mask has {mask.numel()} entries but the media give {feats.shape[0]} visual tokens"
-                )
-            out.append(feats[mask])
-        return out
 
     def _prefill_forward(self, embeds: list[torch.Tensor], seqs: list[SequenceState]) -> DecodeBatch:
         """Prefill prompts together (left-padded); returns them as a batch with their first sampled tokens."""
@@ -475,7 +396,7 @@ class Engine:
     def _place(self, group: DecodeBatch) -> DecodeBatch:
         """Add freshly prefilled sequences to the running batch they fit best (see :func:`.scheduler.choose_batch`),
         or make them a batch of their own; returns that batch."""
-        best = choose_batch(self._batches, group, most=MAX_DECODE_BATCHES if self.one_pass else 1)
+        best = choose_batch(self._batches, group)
         if best is not None:
             best.extend(group)
             return best
@@ -484,27 +405,36 @@ class Engine:
 
     # ------------------------------------------------------------------ decode
     def decode_step(self) -> None:
-        """One decode step of every running sequence, in one forward pass; a step that fails fails them all.
+        """One decode step of every running sequence; a step that fails fails the sequences it ran.
 
-        Rows are the batches' rows one batch after the other. Each batch keeps its own KV cache and padding
-        mask, so a batch of short chats is not padded to the length of a long video prompt: with several
-        batches, only attention runs batch by batch (see :func:`.kv_cache.batches_sdpa`). Models whose
-        attention cannot be split so (``one_pass`` False) keep their running sequences in one batch.
+        With ``one_pass`` all batches decode in one forward pass: rows are the batches' rows one batch after
+        the other, each batch keeps its own KV cache and padding mask, and only attention runs batch by
+        batch (see :func:`.kv_cache.batches_sdpa`). Otherwise (attention that cannot be split so) each
+        batch gets a forward pass of its own.
 
-        (A forward pass per batch was dropped for this: ``benchmarks/bench_serving.py`` on the fixture model,
-        2 shared CPU cores, 16 clients x 32 tokens, 30 s runs alternating: one pass 1611 and 847 generated
-        tokens/s, a pass per batch 1067 and 1029; the 847 ran under heavy load from other processes.)
+        Both are kept because neither won clearly: ``benchmarks/bench_serving.py`` on the fixture model, 2
+        shared CPU cores, 16 clients x 32 tokens, alternating runs of 25-30 s, generated tokens/s one pass
+        vs a pass per batch: 1611 vs 1067, 847 vs 1029 (both under heavy load from other processes),
+        1757 vs 1827 (quiet machine).
         """
-        batches = list(self._batches)
-        if not batches:
-            return
-        try:
-            self._decode(batches)
-        except Exception as exc:
-            logger.exception("decode step failed; failing %d running sequences", self.num_running)
-            self._fail_running(exc)
+        if self.one_pass and len(self._batches) > 1:
+            passes = [list(self._batches)]
+        else:
+            passes = [[batch] for batch in self._batches]
+        for batches in passes:
+            try:
+                self._decode(batches)
+            except Exception as exc:
+                logger.exception("decode step failed; failing %d sequences", sum(len(b.seqs) for b in batches))
+                for batch in batches:
+                    for seq in batch.seqs:
+                        if not seq.done:
+                            self._fail(seq, exc)
+                    if batch in self._batches:
+                        self._batches.remove(batch)
 
     def _decode(self, batches: list[DecodeBatch]) -> None:
+        """One forward pass that decodes a token for every row of ``batches`` (several only with ``one_pass``)."""
         masks = [torch.cat([b.mask, b.mask.new_ones(len(b.seqs), 1)], dim=1) for b in batches]  # (B_i, T_i + 1)
         if len(batches) == 1:
             # The batch's own cache; with one query per row the causal mask is just the padding mask, which

@@ -144,7 +144,7 @@ def length_groups(
     return groups
 
 
-def choose_batch(batches: list[DecodeBatch], group: DecodeBatch, most: int = MAX_DECODE_BATCHES) -> DecodeBatch | None:
+def choose_batch(batches: list[DecodeBatch], group: DecodeBatch) -> DecodeBatch | None:
     """The running batch that freshly prefilled ``group`` should join, or None: it starts a batch of its own.
 
     Every row of a batch is padded to the batch's longest sequence, and each decode step costs
@@ -155,9 +155,8 @@ def choose_batch(batches: list[DecodeBatch], group: DecodeBatch, most: int = MAX
     fixed cost of a call weighs more on a GPU). So the group joins the batch where merging adds the
     fewest padded positions, if that is at most ``DECODE_MERGE_PADDING`` or leaves at most
     ``DECODE_PADDING_SLACK`` padding; otherwise it starts a batch of its own, up to
-    ``most`` batches (``MAX_DECODE_BATCHES``), beyond which it joins the cheapest one anyway. (Each batch
-    still costs attention calls: the limit keeps that bounded. The engine passes 1 for a model whose
-    attention cannot run batch by batch.)
+    ``MAX_DECODE_BATCHES`` batches, beyond which it joins the cheapest one anyway. (Without the one-pass
+    decode, each batch costs a whole forward pass per step: the limit on batches keeps that bounded.)
     """
     best, best_added = None, None
     for batch in batches:
@@ -165,7 +164,9 @@ def choose_batch(batches: list[DecodeBatch], group: DecodeBatch, most: int = MAX
         if best_added is None or added < best_added:
             best, best_added = batch, added
     if best is not None and (
-        best_added <= DECODE_MERGE_PADDING or best.padded_ratio(group) <= DECODE_PADDING_SLACK or len(batches) >= most
+        best_added <= DECODE_MERGE_PADDING
+        or best.padded_ratio(group) <= DECODE_PADDING_SLACK
+        or len(batches) >= MAX_DECODE_BATCHES
     ):
         return best
     return None
