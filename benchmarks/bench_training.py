@@ -32,8 +32,8 @@ import torch
 def build_small_world(folder: Path, samples: int, seed: int, hidden: int, layers: int) -> tuple[Path, list[Path]]:
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
-    from videollama3.training.initialize import build_initial_checkpoint
     from videollama3.synthetic.tiny import build_tiny_tokenizer, write_tiny_data
+    from videollama3.training.initialize import build_initial_checkpoint
 
     torch.manual_seed(seed)
     tokenizer = build_tiny_tokenizer()
