@@ -4,6 +4,8 @@
 a summary; it exits with status 1 when a sample is unusable. Without ``--processor`` it checks structure,
 tags and that media files exist and open (image headers, video containers); with ``--processor CKPT`` it
 runs each sample through the exact training path (decoding, visual budget, tokenization, labels, length).
+Streaming records (``"stream": true``, docs/streaming.md) are checked too: their timed messages (role, ``time``
+present, not decreasing, within [start_time, end_time]), their one video, and that a frame precedes a message.
 
 ``preview`` prints one processed sample with its supervised tokens marked ``[[...]]``.
 """

@@ -9,7 +9,8 @@ One record per sample, in a JSON list or a JSONL file::
 
 Media paths are relative to a data folder. ``<image>`` / ``<video>`` tags in human turns mark where each
 image / video goes, in order; they become content items of a conversation in the processor's format.
-Records without media are text-only samples (trained as well: the official code drops them).
+Streaming records (``"stream": true``, timed messages interleaved with video frames) are read by
+:mod:`.streaming`. Records without media are text-only samples (trained as well: the official code drops them).
 
 Unlike the official loader, nothing is repaired silently: a record whose tags do not match its media, whose
 roles are out of order or whose text contains chat special tokens raises :class:`SampleError`, and the
@@ -175,8 +176,8 @@ def record_to_conversation(
     between tags is stripped and kept when non-empty (as the official converter does). System turns become
     system messages. Raises :class:`SampleError` on anything inconsistent.
     """
-    if record.get("stream"):
-        raise SampleError("format", "streaming records ('stream': true) are not supported by this trainer")
+    if record.get("stream") is True:
+        raise SampleError("format", "a streaming record ('stream': true) is converted by training.streaming instead")
     turns = record.get("conversations")
     if not isinstance(turns, list) or not turns:
         raise SampleError("format", "'conversations' must be a non-empty list")

@@ -28,6 +28,7 @@ from ..errors import ConversationError, MediaError, MediaNotFoundError
 from .annotations import AnnotationFile, MediaSettings, SampleError, check_media_exists, record_to_conversation
 from .labels import IGNORE_INDEX, ChatTokens, fit_length, supervised_labels
 from .recipe import DataConfig
+from .streaming import build_stream_sample, is_stream_record, sampling_generator
 
 
 @dataclass
@@ -160,10 +161,12 @@ class SupervisedDataset(Dataset):
         sources: annotation files (indices run through them in order).
         processor_dir: a checkpoint folder with the tokenizer and processor files.
         config: the stage's data settings (visual budget, merge sizes, pruning, lengths).
+        seed: seeds the negative sampling of streaming records (with the sample index).
     """
 
-    def __init__(self, sources: list[Source], processor_dir: str | os.PathLike, config: DataConfig):
+    def __init__(self, sources: list[Source], processor_dir: str | os.PathLike, config: DataConfig, seed: int = 0):
         self.sources = sources
+        self.seed = seed
         self.files = [AnnotationFile(s.path) for s in sources]
         self.sizes = [len(f) for f in self.files]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
@@ -224,10 +227,29 @@ class SupervisedDataset(Dataset):
         source, row = self.locate(index)
         record = self.files[source][row]
         folder = self.sources[source].data_folder
+        if is_stream_record(record):
+            input_ids, labels, visual = self._load_stream(record, folder, index)
+        else:
+            input_ids, labels, visual = self._load_conversation(record, folder)
+        if not (labels != IGNORE_INDEX).any():
+            raise SampleError("no_answer", "no supervised token: nothing to train on")
+        fitted = fit_length(input_ids, labels, c.model_max_length, self._chat_tokens.image)
+        sample = Sample(
+            index, self.files[source].where(row), fitted.input_ids, fitted.labels, truncated=fitted.truncated
+        )
+        if "pixel_values" in visual:
+            sample.pixel_values = visual["pixel_values"]
+            sample.grid_sizes = visual["grid_sizes"]
+            sample.merge_sizes = visual["merge_sizes"]
+            sample.compression_mask = visual["compression_mask"]
+        return sample
+
+    def _load_conversation(self, record: dict, folder: Path | None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """An ordinary record: (ids (L,), labels (L,), the processor's visual outputs)."""
+        c = self.config
         conversation = record_to_conversation(record, folder, MediaSettings(c.fps, c.max_frames))
         check_media_exists(record, folder)
-        processor = self.processor
-        out = processor(
+        out = self.processor(
             conversation=conversation,
             add_system_prompt=c.add_system_prompt,
             add_generation_prompt=False,
@@ -235,17 +257,25 @@ class SupervisedDataset(Dataset):
             max_tokens=c.mm_max_length,
         )
         input_ids = out["input_ids"][0]
-        labels = supervised_labels(input_ids, self._chat_tokens)
-        fitted = fit_length(input_ids, labels, c.model_max_length, self._chat_tokens.image)
-        sample = Sample(
-            index, self.files[source].where(row), fitted.input_ids, fitted.labels, truncated=fitted.truncated
+        return input_ids, supervised_labels(input_ids, self._chat_tokens), out
+
+    def _load_stream(self, record: dict, folder: Path | None, index: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """A streaming record (:mod:`.streaming`): frames interleaved with timed messages."""
+        c = self.config
+        check_media_exists(record, folder)
+        built = build_stream_sample(
+            record,
+            folder,
+            self.processor,
+            self._chat_tokens,
+            fps=c.fps,
+            max_frames=c.max_frames,
+            max_tokens=c.mm_max_length,
+            prune=c.use_token_compression,
+            add_system_prompt=c.add_system_prompt,
+            generator=sampling_generator(self.seed, index),
         )
-        if "pixel_values" in out:
-            sample.pixel_values = out["pixel_values"]
-            sample.grid_sizes = out["grid_sizes"]
-            sample.merge_sizes = out["merge_sizes"]
-            sample.compression_mask = out["compression_mask"]
-        return sample
+        return built.input_ids, built.labels, built.visual
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,6 +11,11 @@ special tokens split the text before byte-pair encoding, so no token ever spans 
 therefore be applied to the processor's ids directly: a message is the run of tokens from one
 ``<|im_start|>`` to the next. ``tests/training/test_labels.py`` checks this against the per-message
 reference on the fixture tokenizer.
+
+Streaming records (``"stream": true``) add ``stream`` messages, one per video frame, with a rule of their own
+(the token after the frame and ``<|stream_end|>``, balanced by negative sampling): see
+:mod:`.streaming`, which labels such a sample message by message and uses :func:`supervised_labels` for its
+assistant messages.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class ChatTokens:
     im_end: int
     image: int
     assistant_header: tuple[int, ...]  # ids of "<|im_start|>assistant\n"
+    eos: int | None = None  # the tokenizer's end-of-sequence id: a sample type of stream messages
 
     @classmethod
     def from_tokenizer(cls, tokenizer, image_token: str = "<image>") -> ChatTokens:
@@ -41,6 +47,7 @@ class ChatTokens:
             im_end=tokenizer.convert_tokens_to_ids("<|im_end|>"),
             image=tokenizer.convert_tokens_to_ids(image_token),
             assistant_header=header,
+            eos=tokenizer.eos_token_id,
         )
 
 

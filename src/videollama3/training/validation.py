@@ -4,7 +4,9 @@ Two depths:
 
 - without a processor: the record's structure, its ``<image>`` / ``<video>`` tags against its media, and
   that every media file exists and opens (image header, video container and packet timestamps), without
-  decoding pixels;
+  decoding pixels; for a streaming record (:mod:`.streaming`), its timed messages (roles, ``time`` present,
+  not decreasing and within [start_time, end_time]), its one video, and that a sampled frame precedes a
+  message;
 - with a processor (a checkpoint folder): the exact training path of :class:`SupervisedDataset`, i.e.
   decoding, the visual budget, tokenization, labels and the length limit.
 """
@@ -26,9 +28,12 @@ from .annotations import (
 )
 from .data import BadSample, Sample, SkipLog, Source, SupervisedDataset
 from .recipe import DataConfig
+from .streaming import is_stream_record, parse_stream_record, plan_stream
 
 
 def _modality(record: dict) -> str:
+    if record.get("stream") is True:
+        return "stream"
     images, videos = record_media(record, None)
     if videos:
         return "video"
@@ -41,14 +46,22 @@ def check_record(record: dict, source: Source, config: DataConfig) -> None:
     """Raise :class:`SampleError` if the record cannot be trained on (structure, tags, media headers)."""
     from ..processing import ImageReader, VideoSampling, plan_video
 
-    record_to_conversation(record, source.data_folder, MediaSettings(config.fps, config.max_frames))
-    check_media_exists(record, source.data_folder)
-    images, videos = record_media(record, source.data_folder)
+    if is_stream_record(record):
+        stream = parse_stream_record(record, source.data_folder)
+        check_media_exists(record, source.data_folder)
+        images, videos = [], []
+    else:
+        stream = None
+        record_to_conversation(record, source.data_folder, MediaSettings(config.fps, config.max_frames))
+        check_media_exists(record, source.data_folder)
+        images, videos = record_media(record, source.data_folder)
     try:
         for path in images:
             ImageReader(path)
         for path in videos:
             plan_video(path, VideoSampling(config.fps, config.max_frames))
+        if stream is not None:  # the frames it samples, and that at least one of them comes before a message
+            plan_stream(stream, config.fps, config.max_frames)
     except MediaNotFoundError as exc:
         raise SampleError("missing_media", str(exc)) from None
     except (MediaError, ConversationError) as exc:
