@@ -84,6 +84,8 @@ def _seconds(value: Any, name: str) -> float:
 
 def parse_stream_record(record: dict, data_folder: str | os.PathLike | None) -> StreamRecord:
     """Check a streaming record's structure and return it typed; raises :class:`SampleError` naming the field."""
+    if not is_stream_record(record):
+        raise SampleError("format", "not a streaming record: 'stream' is not true")
     if "conversations" in record:
         raise SampleError("format", "a stream record holds 'conversation' (timed messages), not 'conversations'")
     if record.get("image") is not None:
