@@ -297,6 +297,18 @@ def test_data_check_cli_accepts_a_good_stream_file(tmp_path, capsys):
     assert "1 samples, 0 unusable" in capsys.readouterr().out
 
 
+def test_data_preview_marks_the_supervised_tokens_of_a_stream_record(tmp_path, capsys):
+    from videollama3.cli import main
+
+    file = write_stream_file(tmp_path, [THREE_FRAMES])
+    args = ["data", "preview", str(file), "--data-folder", str(FIXTURE_MEDIA), "--processor", str(FIXTURE_MODEL)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    frame_text = "<|stream_start|>stream\n<image x28>[[\n<|stream_end|>]]\n"
+    assert out.startswith(frame_text * 2 + "<|im_start|>user\nWhat?<|im_end|>\n" + frame_text)
+    assert "<|im_start|>assistant\n[[Yes.<|im_end|>]]\n" in out and "10 supervised" in out
+
+
 # --------------------------------------------------------------------------------------------------
 # Dataset and trainer
 # --------------------------------------------------------------------------------------------------
