@@ -6,7 +6,7 @@ tied head) and the same video (``--frames`` frames of 336 x 196 pixels: a 14 x 2
 so 84 visual tokens per frame) inside a short random text prompt. Ours gets official-style inputs (one
 ``<image>`` id per visual token, ``grid_sizes``, ``merge_sizes``, an all-True ``compression_mask``); the
 native model gets ``pixel_values_videos``, ``video_grid_thw``, ``video_merge_sizes`` and ``video_token_id``
-placeholders. The native checkpoint is made with ``videollama3.checkpoint.convert_checkpoint(to="hf")``.
+placeholders. The native checkpoint is made with ``videollama3.model.layouts.convert_checkpoint(to="hf")``.
 
 Measured per implementation and number of frames, each in a fresh subprocess (so peak RSS is that of one
 measurement): (1) the vision encoder alone (ours ``model.model.vision_encoder``, native
@@ -96,7 +96,7 @@ def checkpoint_dirs(args) -> tuple[Path, Path]:
 def prepare_checkpoints(args) -> tuple[Path, Path, float]:
     """Random-init our model, save it (official layout) and convert it to transformers' layout."""
     from videollama3 import VideoLLaMA3ForCausalLM
-    from videollama3.checkpoint import convert_checkpoint
+    from videollama3.model.layouts import convert_checkpoint
 
     ours, hf = checkpoint_dirs(args)
     if (ours / "config.json").is_file() and (hf / "config.json").is_file():
@@ -293,7 +293,7 @@ def run_ab(args) -> dict:
     """
     import torch.nn.functional as F
 
-    from videollama3.vision_attention import segment_attention
+    from videollama3.model.vision_attention import segment_attention
 
     torch.set_num_threads(args.threads)
     frames = args.frames[0]

@@ -1,6 +1,6 @@
 """Benchmark: forward + backward of scaled-dot-product attention on a CPU, bf16 against fp32 kernels.
 
-Why ``videollama3.cpu_attention`` runs training attention in fp32 on a CPU. Two shapes per row: the
+Why ``videollama3.model.cpu_attention`` runs training attention in fp32 on a CPU. Two shapes per row: the
 vision encoder's grouped call (``segments`` frames of ``length`` patches, 4 heads of 32, no mask, as
 ``vision_attention._grouped_sdpa`` issues it) and the LLM's padded batch (``batch`` sequences of
 ``length`` tokens, 6 query heads of 32, a causal mask). Each time is the median of ``--reps`` runs after a

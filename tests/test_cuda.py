@@ -13,7 +13,7 @@ import torch
 
 from attention_reference import dense_segment_attention
 from parity_fixtures import CASE_NAMES, left_pad_batch, load_case
-from videollama3.vision_attention import resolve_backend, segment_attention
+from videollama3.model.vision_attention import resolve_backend, segment_attention
 
 if not torch.cuda.is_available():
     pytest.skip("needs a CUDA device", allow_module_level=True)

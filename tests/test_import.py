@@ -36,7 +36,14 @@ def test_public_names_resolve_on_first_use():
 
 
 def test_readme_snippet_auto_classes_find_videollama3_whatever_the_import_order():
-    for first, second in (("import videollama3", "import transformers"), ("import transformers", "import videollama3")):
+    orders = (
+        ("import videollama3", "import transformers"),
+        ("import transformers", "import videollama3"),
+        ("import videollama3.model.vision_encoder", "import videollama3.processing"),  # ours imports transformers
+        ("import transformers.models.qwen2.modeling_qwen2", "import videollama3.model.modeling"),
+        ("from transformers import AutoModelForCausalLM", "import videollama3.serving.engine"),
+    )
+    for first, second in orders:
         code = (
             f"{first}\n{second}\n"
             "from transformers import AutoConfig, AutoModelForCausalLM, AutoProcessor\n"

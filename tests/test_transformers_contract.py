@@ -17,7 +17,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface
 
 from parity_fixtures import load_case
-from videollama3.llm_cache import CACHE_ARGUMENT, output_cache
+from videollama3.model.llm_cache import CACHE_ARGUMENT, output_cache
 
 
 def test_generate_hands_the_cache_to_forward_under_the_name_we_pass_it_on(fixture_model):
@@ -35,7 +35,7 @@ def test_generate_hands_the_cache_to_forward_under_the_name_we_pass_it_on(fixtur
     finally:
         del fixture_model.forward
     assert seen[1:] and all(names == {CACHE_ARGUMENT} for names in seen[1:]), (
-        f"generate passed the KV cache as {seen}; videollama3.llm_cache.CACHE_ARGUMENT is {CACHE_ARGUMENT!r}"
+        f"generate passed the KV cache as {seen}; videollama3.model.llm_cache.CACHE_ARGUMENT is {CACHE_ARGUMENT!r}"
     )
     assert ids[0].tolist() == outputs["generated_ids"].reshape(-1)[:3].tolist()
 

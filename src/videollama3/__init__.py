@@ -18,9 +18,9 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY_NAMES = {
-    "VideoLLaMA3Config": ".configuration",
-    "VideoLLaMA3VisionConfig": ".configuration",
-    "VideoLLaMA3ForCausalLM": ".modeling",
+    "VideoLLaMA3Config": ".model.configuration",
+    "VideoLLaMA3VisionConfig": ".model.configuration",
+    "VideoLLaMA3ForCausalLM": ".model.modeling",
     "VideoLLaMA3ImageProcessor": ".processing",
     "VideoLLaMA3Processor": ".processing",
     "CheckpointError": ".errors",
@@ -49,7 +49,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .configuration import VideoLLaMA3Config, VideoLLaMA3VisionConfig
     from .errors import (
         CheckpointError,
         ConfigError,
@@ -59,7 +58,8 @@ if TYPE_CHECKING:
         MediaNotFoundError,
         VideoLLaMA3Error,
     )
-    from .modeling import VideoLLaMA3ForCausalLM
+    from .model.configuration import VideoLLaMA3Config, VideoLLaMA3VisionConfig
+    from .model.modeling import VideoLLaMA3ForCausalLM
     from .processing import VideoLLaMA3ImageProcessor, VideoLLaMA3Processor
 
 __all__ = [

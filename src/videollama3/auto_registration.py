@@ -10,10 +10,10 @@ Auto modules are imported, registers our classes with them:
 - ``processing_auto``: ``AutoProcessor`` learns our processor, under the official class name too.
 
 Registering imports our classes, which import transformers' Qwen2 modules: that is only safe when no
-transformers module is half-way through its own import (they import each other, and the Auto modules may
-be imported from inside ``modeling_qwen2``). So registrations wait until the outermost transformers import
-has finished, and one of our own modules that is itself being imported registers when it is done
-(:func:`module_ready`). Auto modules imported before ``videollama3`` are registered with at once.
+transformers module and none of ours is half-way through its own import (they import each other, and the
+Auto modules may be imported from inside ``modeling_qwen2`` or from inside one of our modules). So the
+finder counts the imports of both packages in progress, and registrations wait until the outermost one
+has finished. Auto modules imported before ``videollama3`` are registered with at once.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _AUTO = "transformers.models.auto."
 def _register_config() -> None:
     from transformers import AutoConfig
 
-    from .configuration import MODEL_TYPE, VideoLLaMA3Config
+    from .model.configuration import MODEL_TYPE, VideoLLaMA3Config
 
     AutoConfig.register(MODEL_TYPE, VideoLLaMA3Config, exist_ok=True)
 
@@ -39,8 +39,8 @@ def _register_config() -> None:
 def _register_model() -> None:
     from transformers import AutoModelForCausalLM
 
-    from .configuration import VideoLLaMA3Config
-    from .modeling import VideoLLaMA3ForCausalLM
+    from .model.configuration import VideoLLaMA3Config
+    from .model.modeling import VideoLLaMA3ForCausalLM
 
     AutoModelForCausalLM.register(VideoLLaMA3Config, VideoLLaMA3ForCausalLM, exist_ok=True)
 
@@ -51,17 +51,15 @@ def _register_processor() -> None:
     register_auto_classes()
 
 
-_CONFIG, _MODEL, _PROCESSING = "videollama3.configuration", "videollama3.modeling", "videollama3.processing"
-# transformers' Auto module -> (our modules the registration imports, registration)
-REGISTRATIONS: dict[str, tuple[tuple[str, ...], Callable[[], None]]] = {
-    _AUTO + "configuration_auto": ((_CONFIG,), _register_config),
-    _AUTO + "modeling_auto": ((_CONFIG, _MODEL), _register_model),
-    _AUTO + "processing_auto": ((_CONFIG, _PROCESSING), _register_processor),
+# transformers' Auto module -> our registration with it
+REGISTRATIONS: dict[str, Callable[[], None]] = {
+    _AUTO + "configuration_auto": _register_config,
+    _AUTO + "modeling_auto": _register_model,
+    _AUTO + "processing_auto": _register_processor,
 }
-
-_ready: set[str] = set()  # our modules above that have finished importing (see module_ready)
+_WATCHED = ("transformers", "videollama3")  # packages whose imports in progress are counted
 _pending: list[str] = []  # Auto modules imported and not yet registered with
-_importing = 0  # transformers modules being executed right now
+_importing = 0  # modules of the watched packages being executed right now
 _registering = False
 
 
@@ -72,24 +70,14 @@ def _run_pending() -> None:
     _registering = True
     try:
         while _pending:
-            ours, register = REGISTRATIONS[_pending.pop(0)]
-            if any(name in sys.modules and name not in _ready for name in ours):
-                continue  # one is being imported (it imported transformers): module_ready registers
-            register()
+            REGISTRATIONS[_pending.pop(0)]()
     finally:
         _registering = False
 
 
-def module_ready(name: str) -> None:
-    """Called at the end of our modules' import: register with an Auto module already imported."""
-    _ready.add(name)
-    _pending.extend(auto for auto, (ours, _) in REGISTRATIONS.items() if name in ours and auto in sys.modules)
-    _run_pending()
-
-
 class _WatchedLoader(importlib.abc.Loader):
-    """Runs the real loader while counting transformers imports in progress; queues our registration
-    after an Auto module. Every other attribute is the real loader's (get_source for tracebacks...)."""
+    """Runs the real loader while counting imports in progress; queues our registration after an Auto
+    module. Every other attribute is the real loader's (get_source for tracebacks...)."""
 
     def __init__(self, loader: importlib.abc.Loader, fullname: str):
         self._loader = loader
@@ -113,9 +101,9 @@ class _WatchedLoader(importlib.abc.Loader):
         return getattr(self._loader, name)
 
 
-class _TransformersFinder(importlib.abc.MetaPathFinder):
+class _ImportWatcher(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
-        if fullname != "transformers" and not fullname.startswith("transformers."):
+        if fullname.partition(".")[0] not in _WATCHED:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -128,7 +116,7 @@ class _TransformersFinder(importlib.abc.MetaPathFinder):
         return None
 
 
-_FINDER = _TransformersFinder()
+_FINDER = _ImportWatcher()
 
 
 def install() -> None:

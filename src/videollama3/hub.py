@@ -1,6 +1,6 @@
 """A local folder for a checkpoint name: a folder on disk, or a Hugging Face Hub repo id (``owner/name``).
 
-One resolver, used by the model (:mod:`videollama3.checkpoint`) and the processor. Hub repo ids resolve
+One resolver, used by the model (:mod:`videollama3.model.layouts`) and the processor. Hub repo ids resolve
 through huggingface_hub's cache as transformers does: the cached snapshot if there is one, else a
 download of the files that are needed, unless downloads are off (``local_files_only=True`` or
 ``HF_HUB_OFFLINE`` set). Every failure is a :class:`CheckpointError` that names the input and the reason.

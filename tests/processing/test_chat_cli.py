@@ -11,7 +11,7 @@ from vl3_media import FIXTURE_MODEL, FIXTURES
 
 from videollama3.cli import main
 
-pytest.importorskip("videollama3.modeling")
+pytest.importorskip("videollama3.model.modeling")
 
 
 def _case(name: str) -> dict:
@@ -35,7 +35,7 @@ def test_answers_like_the_reference(capsys, name, media):
 
 
 def test_interactive_session_keeps_the_history(capsys, monkeypatch):
-    from videollama3.modeling import VideoLLaMA3ForCausalLM
+    from videollama3.model.modeling import VideoLLaMA3ForCausalLM
     from videollama3.processing import VideoLLaMA3Processor
 
     video = str(FIXTURES / "media" / "video_moving.mp4")

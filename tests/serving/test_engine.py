@@ -185,7 +185,7 @@ def test_max_tokens_one_and_eos(engine, processed):
 def test_submit_after_shutdown_is_refused(loaded_model, processed):
     engine = Engine(loaded_model.model, loaded_model.processor.tokenizer).start()
     engine.shutdown()
-    from videollama3.serving.errors import APIError
+    from videollama3.serving.api_errors import APIError
 
     with pytest.raises(APIError) as info:
         engine.submit(prepared(processed[2]), SamplingParams(2), Collector())

@@ -128,8 +128,8 @@ def test_the_same_frames_give_the_same_video_file_whatever_the_process_memory(tm
 
 def test_static_stretches_are_pruned(tmp_path):
     """Most video tokens are pruned by the Differential Frame Pruner: frames only change at events."""
+    from videollama3.model.pruning import pruning_mask
     from videollama3.processing.image import patchify
-    from videollama3.pruning import pruning_mask
 
     kept = total = 0
     for i in range(4):

@@ -49,7 +49,7 @@ def safetensors_weights(folder):
     """All tensors of a checkpoint folder (single file or shards)."""
     from safetensors.torch import load_file
 
-    from videollama3.checkpoint import weight_files
+    from videollama3.model.layouts import weight_files
 
     out = {}
     for file in weight_files(folder):

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..modeling import VideoLLaMA3ForCausalLM
+    from ..model.modeling import VideoLLaMA3ForCausalLM
     from ..processing import TqdmProgress, VideoLLaMA3Processor
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

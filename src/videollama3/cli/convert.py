@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import convert_checkpoint
-    from ..modeling import VideoLLaMA3ForCausalLM
+    from ..model.layouts import convert_checkpoint
+    from ..model.modeling import VideoLLaMA3ForCausalLM
 
     out = convert_checkpoint(
         args.src,

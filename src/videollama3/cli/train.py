@@ -5,7 +5,7 @@ package's ``recipes`` folder).
 Launch under ``torchrun`` for several GPUs / nodes; see docs/training.md.
 
 On a Linux CPU with jemalloc installed the command restarts itself with jemalloc as the allocator (faster
-steps, flat memory; ``VIDEOLLAMA3_ALLOCATOR=system`` keeps the system's, see videollama3.allocator).
+steps, flat memory; ``VIDEOLLAMA3_ALLOCATOR=system`` keeps the system's, see videollama3.training.allocator).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "command_line", None) is not None:
         import torch
 
-        from ..allocator import reexec_with_jemalloc
+        from ..training.allocator import reexec_with_jemalloc
 
         reexec_with_jemalloc(args.command_line, uses_accelerator=torch.cuda.is_available())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

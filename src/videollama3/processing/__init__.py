@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-from .. import auto_registration
 from ..hub import resolve_processor_folder as resolve_pretrained_folder  # a processor checkpoint's folder
 from .chat_template import DEFAULT_SYSTEM_PROMPT, IMAGE_TOKEN, render_conversation
 from .image import ImageReader, target_sizes
@@ -34,7 +33,7 @@ def register_auto_classes() -> None:
     """
     from transformers import AutoProcessor
 
-    from ..configuration import VideoLLaMA3Config
+    from ..model.configuration import VideoLLaMA3Config
 
     AutoProcessor.register(VideoLLaMA3Config, VideoLLaMA3Processor, exist_ok=True)
     AutoProcessor.register(_OfficialProcessorName, Videollama3Qwen2Processor, exist_ok=True)
@@ -59,5 +58,3 @@ __all__ = [
     "resolve_pretrained_folder",
     "target_sizes",
 ]
-
-auto_registration.module_ready(__name__)  # AutoProcessor learns the processor classes

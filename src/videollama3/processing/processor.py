@@ -33,10 +33,10 @@ from transformers.feature_extraction_utils import BatchFeature
 
 from ..errors import CheckpointError, ConversationError
 from ..hub import pop_hub_kwargs, read_optional_json, resolve_processor_folder
-from ..pruning import DEFAULT_MIN_TOKENS as DEFAULT_COMPRESSION_MIN_TOKENS
-from ..pruning import DEFAULT_THRESHOLD as DEFAULT_COMPRESSION_THRESHOLD
-from ..pruning import item_pruning_mask
-from ..token_layout import merged_tokens, merged_tokens_per_item
+from ..model.pruning import DEFAULT_MIN_TOKENS as DEFAULT_COMPRESSION_MIN_TOKENS
+from ..model.pruning import DEFAULT_THRESHOLD as DEFAULT_COMPRESSION_THRESHOLD
+from ..model.pruning import item_pruning_mask
+from ..model.token_layout import merged_tokens, merged_tokens_per_item
 from .chat_template import IMAGE_TOKEN, render_conversation
 from .conversation import ConversationParser, MediaItem, ParsedConversation
 from .image import PixelNormalizer, resize, write_patches

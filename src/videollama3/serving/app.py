@@ -35,9 +35,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import VideoLLaMA3Error
+from .api_errors import APIError, bad_request, internal, not_found, timeout, too_large, too_many_requests, unauthorized
+from .api_errors import unavailable as unavailable_error
 from .config import ServerConfig
-from .errors import APIError, bad_request, internal, not_found, timeout, too_large, too_many_requests, unauthorized
-from .errors import unavailable as unavailable_error
 from .media import MediaLimits, MediaResolver, UploadStore
 from .runtime import LoadedModel, Runtime, load_model
 from .schemas import (

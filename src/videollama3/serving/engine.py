@@ -41,11 +41,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..llm_cache import cache_kwargs, output_cache
-from ..token_layout import positions_from_mask
+from ..model.llm_cache import cache_kwargs, output_cache
+from ..model.token_layout import positions_from_mask
+from .api_errors import unavailable
 from .cache import FeatureCache, PrefixCache
 from .detokenizer import IncrementalDetokenizer, StopMatcher
-from .errors import unavailable
 from .kv_cache import BATCHES_SDPA, BatchesCache, PerBatch, make_cache
 from .prompt_inputs import PromptEmbedder
 from .sampling import sample_tokens

@@ -33,7 +33,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import APIError, bad_request, not_found, too_large
+from .api_errors import APIError, bad_request, not_found, too_large
 
 UPLOAD_SCHEME = "upload://"
 _UPLOAD_ID = re.compile(r"^upload-[0-9a-f]{32}$")

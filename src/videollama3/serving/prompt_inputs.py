@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import InputError
-from ..token_layout import merged_tokens
+from ..model.token_layout import merged_tokens
 from .cache import FeatureCache
 
 if TYPE_CHECKING:

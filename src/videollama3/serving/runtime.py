@@ -31,7 +31,7 @@ def load_model(config: ServerConfig) -> LoadedModel:
     """Load the checkpoint and its processor on the configured device and dtype."""
     import torch
 
-    from ..modeling import VideoLLaMA3ForCausalLM
+    from ..model.modeling import VideoLLaMA3ForCausalLM
     from ..processing import VideoLLaMA3Processor
 
     device = config.device

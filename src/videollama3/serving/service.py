@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import VideoLLaMA3Error
-from .errors import APIError, bad_request
+from .api_errors import APIError, bad_request
 from .media import MediaLimits, MediaResolver, MediaScope, probe_video_seconds
 from .schemas import (
     MAX_STOP_LENGTH,

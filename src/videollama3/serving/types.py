@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
-from ..token_layout import merged_tokens
+from ..model.token_layout import merged_tokens
 from .cache import item_key, prefix_hashes
 
 GREEDY_TEMPERATURE = 1e-5  # temperatures at or below this are greedy decoding (OpenAI's temperature=0)

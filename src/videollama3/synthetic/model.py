@@ -193,7 +193,7 @@ def processor_files(folder: str | os.PathLike, max_frames: int = 32, max_tokens:
 
 def model_config(size: ModelSize, special_ids: dict[str, int], vocab_size: int):
     """The :class:`~videollama3.VideoLLaMA3Config` of the small model."""
-    from ..configuration import VideoLLaMA3Config
+    from ..model.configuration import VideoLLaMA3Config
 
     return VideoLLaMA3Config(
         vocab_size=vocab_size,
@@ -252,7 +252,7 @@ def build_initial_model(
 
     import torch
 
-    from ..modeling import VideoLLaMA3ForCausalLM
+    from ..model.modeling import VideoLLaMA3ForCausalLM
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -166,7 +166,7 @@ def gather_full_state_dict(module: nn.Module, env: DistEnv) -> dict[str, torch.T
 
 def copy_processor_files(source: str | os.PathLike, folder: Path) -> None:
     """Copy tokenizer / processor / generation config files from a checkpoint folder (those it has)."""
-    from ..checkpoint import PROCESSOR_FILES
+    from ..model.layouts import PROCESSOR_FILES
 
     source = Path(source)
     for name in PROCESSOR_FILES:

@@ -25,7 +25,15 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import (
+from ..errors import CheckpointError
+from ..model.configuration import (
+    MODEL_TYPE,
+    VISION_FIELDS,
+    VISION_MODEL_TYPE,
+    VideoLLaMA3Config,
+    VideoLLaMA3VisionConfig,
+)
+from ..model.layouts import (
     HF_MODEL_TYPE,
     PROCESSOR_FILES,
     _write_shards,
@@ -35,8 +43,6 @@ from ..checkpoint import (
     validate_checkpoint,
     weight_files,
 )
-from ..configuration import MODEL_TYPE, VISION_FIELDS, VISION_MODEL_TYPE, VideoLLaMA3Config, VideoLLaMA3VisionConfig
-from ..errors import CheckpointError
 from .checkpointing import atomic_directory
 
 ADDED_TOKENS = ("<image>", "<|stream_start|>", "<|stream_end|>")
@@ -70,7 +76,7 @@ def vision_state_dict(folder: Path, config: VideoLLaMA3VisionConfig) -> dict[str
     """Vision weights renamed to ``VisionEncoder``'s names (no prefix), checked against ``config``."""
     from safetensors import safe_open
 
-    from ..vision_encoder import VisionEncoder
+    from ..model.vision_encoder import VisionEncoder
 
     prefix = None
     out: dict[str, torch.Tensor] = {}
@@ -121,9 +127,9 @@ def build_initial_checkpoint(
     """
     from safetensors import safe_open
 
-    from ..modeling import VideoLLaMA3ForCausalLM
+    from ..model.modeling import VideoLLaMA3ForCausalLM
+    from ..model.projector import build_projector
     from ..processing import VideoLLaMA3ImageProcessor, VideoLLaMA3Processor, resolve_pretrained_folder
-    from ..projector import build_projector
 
     llm_dir = resolve_checkpoint_dir(llm)
     vision_dir = resolve_checkpoint_dir(vision_encoder)

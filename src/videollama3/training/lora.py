@@ -140,8 +140,8 @@ def export_merged(
     from peft import PeftModel
     from safetensors.torch import load_file
 
-    from ..checkpoint import PROCESSOR_FILES
-    from ..modeling import VideoLLaMA3ForCausalLM
+    from ..model.layouts import PROCESSOR_FILES
+    from ..model.modeling import VideoLLaMA3ForCausalLM
     from .checkpointing import atomic_directory
 
     adapter_dir, output_dir = Path(adapter_dir), Path(output_dir)

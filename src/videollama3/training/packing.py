@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..token_layout import positions_from_mask
+from ..model.token_layout import positions_from_mask
 from .data import Sample
 from .labels import IGNORE_INDEX
 

@@ -94,7 +94,7 @@ def export_final(recipe: Recipe, env: DistEnv) -> None:
 
 def resolve_init(recipe: Recipe, index: int, env: DistEnv) -> Path:
     """The checkpoint folder stage ``index`` starts from (assembling it from an LLM + encoder if needed)."""
-    from ..checkpoint import resolve_checkpoint_dir
+    from ..model.layouts import resolve_checkpoint_dir
 
     stage = recipe.stages[index]
     init: InitConfig = recipe.stage_init(index)

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..cpu_attention import use_in_llm
 from ..distributed import DistEnv, all_gather_object, all_reduce, barrier
 from ..errors import ConfigError
+from ..model.cpu_attention import use_in_llm
 from .checkpointing import CheckpointManager, copy_processor_files, gather_full_state_dict, save_final_model
 from .data import BadSample, RankSampler, Sample, SampleOrder, SkipLog, SupervisedDataset, make_loader, resolve_sources
 from .distributed import shard_model
@@ -111,7 +111,7 @@ class StageTrainer:
 
     # ------------------------------------------------------------------ setup
     def _load_model(self) -> nn.Module:
-        from ..modeling import VideoLLaMA3ForCausalLM
+        from ..model.modeling import VideoLLaMA3ForCausalLM
         from .lora import quantization_kwargs
 
         s = self.stage

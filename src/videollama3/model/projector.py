@@ -27,6 +27,6 @@ def build_projector(projector_type: str, in_features: int, out_features: int) ->
         return nn.Linear(in_features, out_features)
     if projector_type.startswith("mlp") and projector_type.endswith("x_gelu"):
         return MlpGeluProjector(in_features, out_features, depth=int(projector_type[3:-6]))
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     raise ConfigError(f"mm_projector_type {projector_type!r} is not supported: use 'mlp2x_gelu' or 'linear'")

@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 
+from ..errors import CheckpointError
+from ..hub import resolve_folder
 from .configuration import MODEL_TYPE, VISION_FIELDS, VideoLLaMA3Config
-from .errors import CheckpointError
-from .hub import resolve_folder
 
 HF_MODEL_TYPE = "video_llama_3"
 HF_VISION_MODEL_TYPE = "video_llama_3_vision"
@@ -228,7 +228,7 @@ def to_hf_key(name: str) -> str:
 def expected_shapes(config: VideoLLaMA3Config, model_class: type[torch.nn.Module]) -> dict[str, tuple[int, ...]]:
     """Parameter shapes the config implies: the state dict of ``model_class(config)`` built on the meta device
     (no memory). The model class is passed in (``VideoLLaMA3ForCausalLM`` passes itself), so that this module
-    never imports ``modeling``: configuration <- checkpoint <- modeling."""
+    never imports ``modeling``: configuration <- layouts <- modeling."""
     with torch.device("meta"):
         model = model_class(config)
     return {name: tuple(p.shape) for name, p in model.state_dict().items()}

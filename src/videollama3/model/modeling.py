@@ -24,9 +24,8 @@ from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.qwen2.modeling_qwen2 import Qwen2PreTrainedModel
 
-from . import auto_registration
+from ..errors import InputError
 from .configuration import VideoLLaMA3Config
-from .errors import InputError
 from .llm_cache import cache_kwargs, holds_tokens, output_cache, pop_cache
 from .projector import build_projector
 from .pruning import pruning_mask
@@ -96,7 +95,7 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
         The checkpoint is checked first (files present, headers intact, names and shapes as the config
         implies) so a broken folder fails with a ``CheckpointError`` naming the file, not deep in a loader.
         """
-        from .checkpoint import prepare_from_pretrained
+        from .layouts import prepare_from_pretrained
 
         path, config, extra = prepare_from_pretrained(pretrained_model_name_or_path, kwargs, cls)
         kwargs.update(extra)
@@ -368,5 +367,3 @@ def _drop_tokens(embeds, attention_mask, labels, token_keep) -> MultimodalInputs
 
 
 __all__ = ["VideoLLaMA3ForCausalLM", "VideoLLaMA3Model", "VideoLLaMA3PreTrainedModel", "VisionEncoderLayer"]
-
-auto_registration.module_ready(__name__)  # AutoModelForCausalLM / AutoConfig learn these classes

@@ -15,7 +15,7 @@ from typing import Any
 
 from transformers import Cache, Qwen2Model
 
-from .errors import InputError
+from ..errors import InputError
 
 # The name the installed transformers' models take (and report) their KV cache under.
 CACHE_ARGUMENT = "cache" if "cache" in inspect.signature(Qwen2Model.forward).parameters else "past_key_values"

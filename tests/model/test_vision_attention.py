@@ -7,7 +7,7 @@ import torch
 
 from attention_reference import dense_segment_attention
 from videollama3.errors import ConfigError
-from videollama3.vision_attention import _equal_length_runs, resolve_backend, segment_attention
+from videollama3.model.vision_attention import _equal_length_runs, resolve_backend, segment_attention
 
 
 @pytest.mark.parametrize("seq_lens", [[7], [5, 5, 5, 3, 9, 9], [1, 2, 3]])
@@ -45,7 +45,7 @@ def test_document_block_mask_equals_flex_mask_of_the_mask_function(seq_lens):
     """Built from segment boundaries (no N x N evaluation), it is the block mask flex would derive itself."""
     from torch.nn.attention.flex_attention import create_block_mask
 
-    from videollama3.vision_attention import document_block_mask
+    from videollama3.model.vision_attention import document_block_mask
 
     n = sum(seq_lens)
     document = torch.repeat_interleave(torch.arange(len(seq_lens)), torch.tensor(seq_lens))

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 ALLOCATOR_ENV = "VIDEOLLAMA3_ALLOCATOR"
 CHOICES = ("auto", "jemalloc", "system")

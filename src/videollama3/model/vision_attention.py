@@ -37,7 +37,7 @@ def _flash_attn_available() -> bool:
 
 def resolve_backend(backend: str, device: torch.device) -> str:
     if backend not in BACKENDS:
-        from .errors import ConfigError
+        from ..errors import ConfigError
 
         raise ConfigError(f"vision attention backend {backend!r} is unknown: use one of {BACKENDS}")
     if backend != "auto":

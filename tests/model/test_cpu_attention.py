@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from parity_fixtures import FIXTURE_MODEL
-from videollama3.cpu_attention import runs_in_fp32, sdpa, use_in_llm
+from videollama3.model.cpu_attention import runs_in_fp32, sdpa, use_in_llm
 
 
 def _qkv(dtype, requires_grad=True, shape=(8, 4, 36, 32)):

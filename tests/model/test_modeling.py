@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from parity_fixtures import CASE_NAMES, left_pad_batch, load_case
 from videollama3.errors import InputError
-from videollama3.pruning import pruning_mask
-from videollama3.vision_encoder import merge_tokens
+from videollama3.model.pruning import pruning_mask
+from videollama3.model.vision_encoder import merge_tokens
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
@@ -106,7 +106,7 @@ def test_pruning_keeps_min_tokens_for_static_frames():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_pruning_in_chunks_of_frames_is_the_one_shot_rule(monkeypatch, dtype):
     """The frame differences are taken a few frames at a time (memory); the mask is the reference formula's."""
-    from videollama3 import pruning
+    from videollama3.model import pruning
 
     torch.manual_seed(0)
     t, gh, gw, m = 9, 4, 6, 2

@@ -12,8 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from parity_fixtures import FIXTURE_MODEL, load_case
 from videollama3 import CheckpointError, VideoLLaMA3Config, VideoLLaMA3ForCausalLM
-from videollama3.checkpoint import convert_checkpoint
 from videollama3.cli import main as cli_main
+from videollama3.model.layouts import convert_checkpoint
 
 VIDEO_TOKEN = 511  # an unused id of the fixture vocabulary, for transformers' separate video placeholder
 
@@ -261,10 +261,10 @@ def test_checkpoint_never_imports_modeling():
     import ast
     from pathlib import Path
 
-    import videollama3.checkpoint
     import videollama3.hub
+    import videollama3.model.layouts
 
-    for module in (videollama3.checkpoint, videollama3.hub):
+    for module in (videollama3.model.layouts, videollama3.hub):
         tree = ast.parse(Path(module.__file__).read_text())
         imported = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
         assert not [name for name in imported if name.split(".")[-1] == "modeling"], module.__name__

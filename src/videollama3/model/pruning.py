@@ -86,7 +86,7 @@ def pruning_mask(
         masks.append(item_pruning_mask(pixel_values[start : start + n], (t, gh, gw), m, threshold, min_tokens))
         start += n
     if start != pixel_values.shape[0]:
-        from .errors import InputError
+        from ..errors import InputError
 
         raise InputError(f"pixel_values has {pixel_values.shape[0]} patch rows but grid_sizes describe {start} patches")
     if not masks:

@@ -1,4 +1,4 @@
-"""videollama3.allocator: when `videollama3 train` restarts itself with jemalloc, and the errors it gives."""
+"""videollama3.training.allocator: when `videollama3 train` restarts itself with jemalloc, and the errors it gives."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from videollama3 import allocator
-from videollama3.allocator import ALLOCATOR_ENV, allocator_choice, find_jemalloc, jemalloc_environment
 from videollama3.cli import main
 from videollama3.errors import ConfigError
+from videollama3.training import allocator
+from videollama3.training.allocator import ALLOCATOR_ENV, allocator_choice, find_jemalloc, jemalloc_environment
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ from typing import Any
 from huggingface_hub.dataclasses import strict
 from transformers import PretrainedConfig, Qwen2Config
 
-from . import auto_registration
-from .errors import ConfigError
+from ..errors import ConfigError
 
 VISION_MODEL_TYPE = "videollama3_vision_encoder"
 MODEL_TYPE = "videollama3_qwen2"
@@ -139,5 +138,3 @@ class VideoLLaMA3Config(Qwen2Config):
 
 def _is_mlp_gelu(name: str) -> bool:
     return name.startswith("mlp") and name.endswith("x_gelu") and name[3:-6].isdigit()
-
-auto_registration.module_ready(__name__)  # AutoModelForCausalLM / AutoConfig learn these classes
