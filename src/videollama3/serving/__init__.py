@@ -1,10 +1,15 @@
 """OpenAI-compatible serving of VideoLLaMA3: ``videollama3 serve --model DIR`` (see docs/serving.md).
 
-- :mod:`.app`: the FastAPI app (routes, front door, web page, background model loading);
-- :mod:`.engine`: continuous batching on one scheduler thread that owns the model;
+- :mod:`.app`: the FastAPI app (routes, front door, web page, background model loading); :mod:`.api_errors`:
+  errors in OpenAI's shape;
 - :mod:`.service`: OpenAI requests -> processor conversations and sampling options;
 - :mod:`.media`: where media may come from (data URLs, uploads, the media root, remote) and limits;
-- :mod:`.cache`: the visual-feature cache (a media item is encoded once across turns and requests).
+- :mod:`.engine`: continuous batching on one scheduler thread that owns the model, with :mod:`.types`
+  (requests, prompts, events), :mod:`.scheduler` (batches and where a new sequence goes),
+  :mod:`.prompt_inputs` (visual features into prompt embeddings), :mod:`.kv_cache` (batch KV caches),
+  :mod:`.sampling` and :mod:`.detokenizer` (incremental text, stop strings);
+- :mod:`.cache`: the visual-feature and prompt-prefix caches (a media item is encoded once across turns
+  and requests).
 
 Importing this package does not import FastAPI; :func:`create_app` does.
 """

@@ -154,7 +154,7 @@ class StageTrainer:
         sources = resolve_sources(s.data)
         if not sources:
             raise ConfigError(f"stage {s.name}: data.sources is empty")
-        self.dataset = SupervisedDataset(sources, self.init_checkpoint, s.data)
+        self.dataset = SupervisedDataset(sources, self.init_checkpoint, s.data, seed=self.seed)
         self.pad_token_id = self.dataset.processor.tokenizer.pad_token_id or 0
         self.order = SampleOrder(self.dataset.sizes, [src.weight for src in sources], self.seed, s.train.epochs)
         self.total_steps = self.order.num_steps(s.train.global_batch_size)
