@@ -14,20 +14,7 @@ from ..evaluation.base import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_MAX_VISUAL_TOKENS,
 )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
+from .options import add_model_runtime_arguments, positive_float, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,51 +28,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "per benchmark (repeatable)",
     )
     parser.add_argument("--output", default="eval_results", help="results folder (default: eval_results)")
-    parser.add_argument("--limit", type=_positive_int, help="only the first N samples of each benchmark")
-    parser.add_argument("--batch-size", type=_positive_int, default=1, help="samples per generate call (default 1)")
+    parser.add_argument("--limit", type=positive_int, help="only the first N samples of each benchmark")
+    parser.add_argument("--batch-size", type=positive_int, default=1, help="samples per generate call (default 1)")
     settings = parser.add_argument_group("inference settings (defaults: the official evaluation settings)")
     settings.add_argument(
-        "--fps", type=_positive_float, default=DEFAULT_FPS, help=f"video frames per second ({DEFAULT_FPS})"
+        "--fps", type=positive_float, default=DEFAULT_FPS, help=f"video frames per second ({DEFAULT_FPS})"
     )
     settings.add_argument(
         "--max-frames",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_FRAMES,
         help=f"frames per video at most ({DEFAULT_MAX_FRAMES})",
     )
     settings.add_argument(
         "--max-visual-tokens",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_VISUAL_TOKENS,
         help=f"visual-token budget per sample ({DEFAULT_MAX_VISUAL_TOKENS})",
     )
     settings.add_argument(
         "--max-new-tokens",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_NEW_TOKENS,
         help=f"generation limit, greedy decoding ({DEFAULT_MAX_NEW_TOKENS})",
     )
-    runtime = parser.add_argument_group("runtime")
-    runtime.add_argument("--device", help="default: cuda:<LOCAL_RANK> when available, else cpu")
-    runtime.add_argument(
-        "--dtype", default="auto", help="auto (bfloat16 on CUDA, float32 elsewhere), float32, bfloat16, float16"
-    )
-    runtime.add_argument("--overwrite", action="store_true", help="discard earlier predictions instead of resuming")
+    runtime = add_model_runtime_arguments(parser, "predictions")
     runtime.add_argument("--rescore", action="store_true", help="only score the predictions already in --output")
-    runtime.add_argument(
-        "--predictor",
-        metavar="MODULE:FACTORY",
-        help="another backend: FACTORY(model, settings, device=, dtype=) returns an object with generate(requests)",
-    )
-    runtime.add_argument(
-        "--dist-timeout", type=_positive_float, default=4 * 3600, help="seconds a process waits for the others (14400)"
-    )
     runtime.add_argument(
         "--strict",
         action="store_true",
         help="fail on any data problem a reader reports (empty files, missing media...) instead of recording it",
     )
-    runtime.add_argument("--no-progress", action="store_true", help="no progress bars")
     runtime.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     judge = parser.add_argument_group(
         "LLM judge (only benchmarks whose official metric needs one: activitynet_qa, mmvu)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from ..evaluation.base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_VISUAL_TOKENS
+from .options import add_model_runtime_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,22 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_VISUAL_TOKENS,
         help=f"visual-token budget per row ({DEFAULT_MAX_VISUAL_TOKENS})",
     )
-    runtime = parser.add_argument_group("runtime")
-    runtime.add_argument("--device", help="default: cuda:<LOCAL_RANK> when available, else cpu")
-    runtime.add_argument(
-        "--dtype", default="auto", help="auto (bfloat16 on CUDA, float32 elsewhere), float32, bfloat16, float16"
-    )
-    runtime.add_argument("--overwrite", action="store_true", help="discard earlier answers instead of resuming")
-    runtime.add_argument(
-        "--predictor",
-        metavar="MODULE:FACTORY",
-        help="another backend: FACTORY(model, settings, device=, dtype=) returns an object with generate(requests)",
-    )
-    runtime.add_argument(
-        "--dist-timeout", type=float, default=4 * 3600, help="seconds a process waits for the others (14400)"
-    )
-    runtime.add_argument("--no-progress", action="store_true", help="no progress bar")
-
+    add_model_runtime_arguments(parser, "answers")
 
 def run(args: argparse.Namespace) -> int:
     import logging

@@ -314,7 +314,6 @@ def convert_checkpoint(
     every parameter of that model with its shape; without it, only its config and files are checked.
     """
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
     if to not in ("hf", "official"):
         raise CheckpointError(f"unknown target layout {to!r}: use 'hf' or 'official'")
@@ -341,22 +340,13 @@ def convert_checkpoint(
         config_dict.setdefault("rope_theta", (config.rope_parameters or {}).get("rope_theta"))
     (tmp / "config.json").write_text(json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
 
-    limit = _parse_size(max_shard_size)
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    shard_bytes = 0
+    weights = ShardedWeights(_parse_size(max_shard_size))
     for file in weight_files(src):
         with safe_open(file, framework="pt") as f:
             for name in f.keys():
                 ours = to_official_key(name) if layout == "hf" else name
-                out_name = to_hf_key(ours) if to == "hf" else ours
-                tensor = f.get_tensor(name)
-                nbytes = tensor.numel() * tensor.element_size()
-                if shard_bytes and shard_bytes + nbytes > limit:
-                    shards.append({})
-                    shard_bytes = 0
-                shards[-1][out_name] = tensor
-                shard_bytes += nbytes
-    _write_shards(tmp, shards, save_file)
+                weights.add(to_hf_key(ours) if to == "hf" else ours, f.get_tensor(name))
+    weights.write(tmp)
     for name in PROCESSOR_FILES:
         if (src / name).is_file():
             shutil.copy2(src / name, tmp / name)
@@ -366,20 +356,39 @@ def convert_checkpoint(
     return dst
 
 
-def _write_shards(folder: Path, shards, save_file) -> None:
-    metadata = {"format": "pt"}
-    if len(shards) == 1:
-        save_file(shards[0], str(folder / SAFE_SINGLE), metadata=metadata)
-        return
-    weight_map, total = {}, 0
-    for i, shard in enumerate(shards, 1):
-        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, str(folder / name), metadata=metadata)
-        for key, tensor in shard.items():
-            weight_map[key] = name
-            total += tensor.numel() * tensor.element_size()
-    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-    (folder / SAFE_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+class ShardedWeights:
+    """Tensors gathered into safetensors shards of at most ``limit`` bytes each, in the order added, and
+    written as one checkpoint (``model.safetensors``, or numbered shards with their index)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.shards: list[dict[str, torch.Tensor]] = [{}]
+        self._bytes = 0  # in the last shard
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        nbytes = tensor.numel() * tensor.element_size()
+        if self._bytes and self._bytes + nbytes > self.limit:
+            self.shards.append({})
+            self._bytes = 0
+        self.shards[-1][name] = tensor
+        self._bytes += nbytes
+
+    def write(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        metadata = {"format": "pt"}
+        if len(self.shards) == 1:
+            save_file(self.shards[0], str(folder / SAFE_SINGLE), metadata=metadata)
+            return
+        weight_map, total = {}, 0
+        for i, shard in enumerate(self.shards, 1):
+            name = f"model-{i:05d}-of-{len(self.shards):05d}.safetensors"
+            save_file(shard, str(folder / name), metadata=metadata)
+            for key, tensor in shard.items():
+                weight_map[key] = name
+                total += tensor.numel() * tensor.element_size()
+        index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+        (folder / SAFE_INDEX).write_text(json.dumps(index, indent=2) + "\n")
 
 
 def _special_token_ids(folder: Path) -> dict[str, int]:

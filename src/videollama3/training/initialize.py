@@ -36,7 +36,7 @@ from ..model.configuration import (
 from ..model.layouts import (
     HF_MODEL_TYPE,
     PROCESSOR_FILES,
-    _write_shards,
+    ShardedWeights,
     load_config,
     read_config_dict,
     resolve_checkpoint_dir,
@@ -176,18 +176,10 @@ def build_initial_checkpoint(
         config_dict = config.to_dict()
         (tmp / "config.json").write_text(json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
 
-        shards: list[dict[str, torch.Tensor]] = [{}]
-        size = 0
+        weights = ShardedWeights(SHARD_BYTES)
 
         def add(name: str, tensor: torch.Tensor) -> None:
-            nonlocal size
-            tensor = tensor.to(dtype).contiguous()
-            nbytes = tensor.numel() * tensor.element_size()
-            if size and size + nbytes > SHARD_BYTES:
-                shards.append({})
-                size = 0
-            shards[-1][name] = tensor
-            size += nbytes
+            weights.add(name, tensor.to(dtype).contiguous())
 
         for file in weight_files(llm_dir):
             with safe_open(file, framework="pt") as f:
@@ -204,8 +196,6 @@ def build_initial_checkpoint(
             else:
                 value = torch.randn(param.shape, generator=generator) * config.initializer_range
             add(f"model.mm_projector.{name}", value)
-        from safetensors.torch import save_file
-
-        _write_shards(tmp, shards, save_file)
+        weights.write(tmp)
         validate_checkpoint(tmp, config, "official", VideoLLaMA3ForCausalLM)
     return Path(output_dir)
