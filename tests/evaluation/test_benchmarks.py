@@ -12,21 +12,9 @@ import json
 from pathlib import Path
 
 import pytest
-from eval_helpers import (
-    BUILDERS,
-    Case,
-    build_egoschema,
-    build_longvideobench,
-    build_mvbench,
-    build_videomme,
-    make_png,
-    metric,
-    predictions,
-    run_eval,
-    scores,
-    seen,
-    write_json,
-)
+from eval_helpers import Case, make_png, metric, predictions, run_eval, scores, seen, write_json
+from tiny_datasets import BUILDERS
+from tiny_video_datasets import build_egoschema, build_longvideobench, build_mvbench, build_videomme
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))

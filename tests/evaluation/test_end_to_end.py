@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from eval_helpers import BUILDERS, FIXTURE_MODEL, build_mvbench, predictions, run_eval, scores
+from eval_helpers import FIXTURE_MODEL, predictions, run_eval, scores
+from tiny_datasets import BUILDERS
+from tiny_video_datasets import build_mvbench
 
 REAL = ["--model", str(FIXTURE_MODEL), "--device", "cpu", "--max-new-tokens", "3"]
 

@@ -8,17 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from eval_helpers import (
-    FIXTURE_MODEL,
-    REPO_ROOT,
-    SCRIPTED,
-    build_charades_sta,
-    build_mvbench,
-    predictions,
-    run_eval,
-    scores,
-    write_json,
-)
+from eval_helpers import FIXTURE_MODEL, REPO_ROOT, SCRIPTED, predictions, run_eval, scores, write_json
+from tiny_video_datasets import build_charades_sta, build_mvbench
 
 
 def _seen_ids(output, benchmark):

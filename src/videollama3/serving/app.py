@@ -14,30 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import json
 import logging
-import secrets
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import VideoLLaMA3Error
-from .api_errors import APIError, bad_request, internal, not_found, timeout, too_large, too_many_requests, unauthorized
-from .api_errors import unavailable as unavailable_error
+from .api_errors import APIError, bad_request, internal, not_found, timeout
+from .completion import Completion, EventStreamResponse
 from .config import ServerConfig
+from .front_door import UPLOAD_PATH, FrontDoor, ServerState
 from .media import MediaLimits, MediaResolver, UploadStore
 from .runtime import LoadedModel, Runtime, load_model
 from .schemas import (
@@ -50,14 +47,9 @@ from .schemas import (
     UploadResponse,
 )
 from .service import check_supported, sampling_params
-from .types import Failed, Finished, PreparedPrompt, SamplingParams, SequenceHandle, TextDelta
 
 logger = logging.getLogger("videollama3.serving")
 
-# Routes anyone may call: the page and its assets, the health probe and the API description.
-PUBLIC_PATHS = ("/", "/health", "/openapi.json", "/favicon.ico")
-PUBLIC_PREFIXES = ("/static/",)
-UPLOAD_PATH = "/v1/uploads"
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
@@ -71,136 +63,6 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         504: "The request timed out",
     }.items()
 }
-
-
-@dataclass
-class ServerState:
-    """Everything the routes share (lives on ``app.state.server``); touched from the event loop only."""
-
-    config: ServerConfig
-    api_key: str | None
-    runtime: Runtime | None = None
-    load_error: str | None = None
-    in_flight: int = 0
-    executor: ThreadPoolExecutor | None = None
-    resolver: MediaResolver | None = None
-    uploads: UploadStore | None = None
-    work_dir: Path | None = None
-    loader_thread: threading.Thread | None = None
-    closing: bool = field(default=False)
-
-    def require_runtime(self) -> Runtime:
-        if self.runtime is not None:
-            return self.runtime
-        if self.load_error is not None:
-            raise unavailable_error(f"The model failed to load: {self.load_error}", code="model_load_failed")
-        raise unavailable_error("The model is loading; retry shortly.")
-
-    @contextlib.contextmanager
-    def admission(self):
-        """Count one in-flight request; 429 when ``max_concurrent_requests`` are already in flight."""
-        if self.in_flight >= self.config.max_concurrent_requests:
-            raise too_many_requests(
-                f"The server is busy ({self.in_flight} requests in flight, limit "
-                f"{self.config.max_concurrent_requests}); retry shortly."
-            )
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-
-
-# --------------------------------------------------------------------------------------------------
-# Front door: API key and body size, before any body is read
-# --------------------------------------------------------------------------------------------------
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-class FrontDoor:
-    """Pure ASGI middleware: Bearer authentication and request-body limits, checked before the app runs.
-
-    Authentication happens before the body is read, so an unauthenticated client cannot make the server
-    parse anything. The body limit is checked against Content-Length and again while the body streams
-    in (chunked uploads have no Content-Length).
-    """
-
-    def __init__(self, app, state: ServerState):
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        path = scope.get("path", "")
-        key = self.state.api_key
-        if key and not _is_public(path) and not _authorized(scope, key):
-            return await _send_error(send, unauthorized())
-        limit = self.state.config.max_media_bytes if path == UPLOAD_PATH else self.state.config.max_body_bytes
-        length = _header(scope, b"content-length")
-        if length is not None:
-            if not length.isdigit():
-                return await _send_error(send, bad_request("Invalid Content-Length header."))
-            if int(length) > limit:
-                return await _send_error(send, too_large(f"The request body is {length} bytes; the limit is {limit}."))
-
-        received = 0
-        exceeded = False
-        started = False
-
-        async def limited_receive():
-            nonlocal received, exceeded
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    exceeded = True
-                    raise _BodyTooLarge()
-            return message
-
-        async def guarded_send(message):
-            nonlocal started
-            if exceeded:
-                # The app caught the error while reading the body (FastAPI answers 400 "error parsing
-                # the body"); the client gets the 413 below instead.
-                return
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        with contextlib.suppress(_BodyTooLarge):
-            await self.app(scope, limited_receive, guarded_send)
-        if exceeded and not started:
-            await _send_error(send, too_large(f"The request body exceeds the limit of {limit} bytes."))
-
-
-def _is_public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
-
-
-def _header(scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return value.decode("latin-1").strip()
-    return None
-
-
-def _authorized(scope, key: str) -> bool:
-    header = _header(scope, b"authorization") or ""
-    scheme, _, token = header.partition(" ")
-    # compare_digest: the time taken does not reveal how much of a guessed key was right.
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
-
-
-async def _send_error(send, error: APIError) -> None:
-    body = json.dumps(error.to_dict()).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _error_response(error: APIError) -> JSONResponse:
@@ -478,11 +340,11 @@ def _add_api_routes(app: FastAPI, state: ServerState) -> None:
                 max_new_tokens=runtime.max_new_tokens,
                 max_model_len=runtime.max_model_len,
             )
-            completion = _Completion(runtime, prompt, params, deadline, stream=bool(body.stream))
+            completion = Completion(runtime, prompt, params, deadline, stream=bool(body.stream))
             if body.stream:
                 include_usage = bool(body.stream_options and body.stream_options.include_usage)
                 # The response owns the admission slot from here: released when it is done being sent.
-                response = _EventStreamResponse(completion.stream(include_usage), completion, admission)
+                response = EventStreamResponse(completion.stream(include_usage), completion, admission)
                 admission = None
                 return response
             return await completion.collect(request)
@@ -501,187 +363,6 @@ def _unknown_model(model: str, runtime: Runtime) -> APIError:
 
 def _model_card(runtime: Runtime) -> ModelCard:
     return ModelCard(id=runtime.model_name, created=runtime.created, max_model_len=runtime.max_model_len)
-
-
-def _api_error_of(error: BaseException) -> APIError:
-    if isinstance(error, APIError):
-        return error
-    if isinstance(error, VideoLLaMA3Error):
-        return bad_request(str(error))
-    logger.error("generation failed: %r", error)
-    return internal()
-
-
-class _Completion:
-    """One chat completion in flight: its engine sequences and the queue their events arrive on."""
-
-    def __init__(
-        self, runtime: Runtime, prompt: PreparedPrompt, params: list[SamplingParams], deadline: float, stream: bool
-    ):
-        self.runtime = runtime
-        self.prompt = prompt
-        self.deadline = deadline
-        self.id = f"chatcmpl-{secrets.token_hex(12)}"
-        self.created = int(time.time())
-        self.loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
-        self.handles: list[SequenceHandle] = []
-        for index, p in enumerate(params):
-            emit = self._streaming_emit(index) if stream else self._collecting_emit(index)
-            self.handles.append(runtime.engine.submit(prompt, p, emit))
-
-    # Events cross from the engine thread to this request's own queue (no shared queue, no misrouting).
-    def _streaming_emit(self, index: int):
-        def emit(event) -> None:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, (index, event))
-
-        return emit
-
-    def _collecting_emit(self, index: int):
-        # Non-streamed answers gather text on the engine thread and wake the event loop once per choice.
-        parts: list[str] = []
-
-        def emit(event) -> None:
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            else:
-                self.loop.call_soon_threadsafe(self.queue.put_nowait, (index, (event, "".join(parts))))
-
-        return emit
-
-    def cancel(self) -> None:
-        for handle in self.handles:
-            handle.cancel()
-
-    async def _next(self) -> tuple[int, Any]:
-        """The next event, or ``asyncio.TimeoutError`` once the request's deadline has passed."""
-        remaining = self.deadline - self.loop.time()
-        if remaining <= 0:
-            raise asyncio.TimeoutError
-        return await asyncio.wait_for(self.queue.get(), remaining)
-
-    def _usage(self, completion_tokens: int) -> dict:
-        prompt_tokens = self.prompt.num_tokens
-        return {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0, "visual_tokens": self.prompt.visual_tokens},
-        }
-
-    async def collect(self, request: Request) -> JSONResponse:
-        choices: dict[int, dict] = {}
-        completion_tokens = 0
-        try:
-            while len(choices) < len(self.handles):
-                remaining = self.deadline - self.loop.time()
-                if remaining <= 0:
-                    raise timeout("The request did not complete within the server's request timeout.")
-                try:
-                    # Wake up every second to notice a client that went away.
-                    index, (event, text) = await asyncio.wait_for(self.queue.get(), min(remaining, 1.0))
-                except asyncio.TimeoutError:
-                    if await request.is_disconnected():  # nobody to answer: free the batch slots
-                        self.cancel()
-                        return JSONResponse({}, status_code=499)
-                    continue
-                if isinstance(event, Failed):
-                    raise _api_error_of(event.error)
-                completion_tokens += event.completion_tokens
-                choices[index] = {
-                    "index": index,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": event.reason,
-                    "logprobs": None,
-                }
-        finally:
-            self.cancel()  # a no-op for finished sequences; stops the others after an error
-        body = {
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.runtime.model_name,
-            "choices": [choices[i] for i in sorted(choices)],
-            "usage": self._usage(completion_tokens),
-            "system_fingerprint": None,
-        }
-        return JSONResponse(body)
-
-    def _chunk(self, choices: list[dict], usage: dict | None = None) -> str:
-        chunk = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.runtime.model_name,
-            "choices": choices,
-        }
-        if usage is not None:
-            chunk["usage"] = usage
-        return _sse(chunk)
-
-    def _render(self, index: int, event) -> str:
-        if isinstance(event, TextDelta):
-            return self._chunk([{"index": index, "delta": {"content": event.text}, "finish_reason": None}])
-        if isinstance(event, Finished):
-            return self._chunk([{"index": index, "delta": {}, "finish_reason": event.reason}])
-        return _sse(_api_error_of(event.error).to_dict())
-
-    async def stream(self, include_usage: bool) -> AsyncIterator[str]:
-        pending = len(self.handles)
-        completion_tokens = 0
-        try:
-            yield "".join(
-                self._chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-                for i in range(pending)
-            )
-            while pending:
-                try:
-                    events = [await self._next()]
-                except asyncio.TimeoutError:
-                    yield _sse(timeout("The request did not complete within the server's request timeout.").to_dict())
-                    break
-                while not self.queue.empty():  # send what has piled up in one write
-                    events.append(self.queue.get_nowait())
-                out = []
-                for index, event in events:
-                    out.append(self._render(index, event))
-                    if isinstance(event, (Finished, Failed)):
-                        pending -= 1
-                        if isinstance(event, Finished):
-                            completion_tokens += event.completion_tokens
-                yield "".join(out)
-            if include_usage and not pending:
-                yield self._chunk([], self._usage(completion_tokens))
-            yield "data: [DONE]\n\n"
-        finally:
-            self.cancel()
-
-
-def _sse(payload: dict) -> str:
-    """One server-sent event (compact JSON: streams are many small events)."""
-    return "data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")) + "\n\n"
-
-
-class _EventStreamResponse(StreamingResponse):
-    """Server-sent events whose completion is cancelled and admission slot released however sending ends.
-
-    A generator's ``finally`` does not run if the client leaves before the first chunk is sent (the
-    generator never started), so the cleanup lives here, around the whole response.
-    """
-
-    def __init__(self, events: AsyncIterator[str], completion: _Completion, admission):
-        super().__init__(
-            events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        )
-        self._completion = completion
-        self._admission = admission
-
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._completion.cancel()
-            self._admission.__exit__(None, None, None)
 
 
 # --------------------------------------------------------------------------------------------------
