@@ -1,7 +1,8 @@
 """OpenAI-compatible serving of VideoLLaMA3: ``videollama3 serve --model DIR`` (see docs/serving.md).
 
-- :mod:`.app`: the FastAPI app (routes, front door, web page, background model loading); :mod:`.api_errors`:
-  errors in OpenAI's shape;
+- :mod:`.app`: the FastAPI app (routes, web page, background model loading), :mod:`.front_door` (shared state,
+  API key and body limits), :mod:`.completion` (a completion in flight, JSON or server-sent events),
+  :mod:`.api_errors` (errors in OpenAI's shape);
 - :mod:`.service`: OpenAI requests -> processor conversations and sampling options;
 - :mod:`.media`: where media may come from (data URLs, uploads, the media root, remote) and limits;
 - :mod:`.engine`: continuous batching on one scheduler thread that owns the model, with :mod:`.types`
