@@ -11,7 +11,8 @@ embeddings, the LM head (if untied) and the tokenizer. The vision encoder may be
 
 The projector (``mlp2x_gelu``) is initialised like transformers initialises linear layers: normal(0,
 ``initializer_range``) weights, zero biases. The tokenizer gets VideoLLaMA3's added tokens (``<image>``,
-``<|stream_start|>``, ``<|stream_end|>``) unless ``processor`` names a VideoLLaMA3 checkpoint whose
+``<|stream_start|>``, ``<|stream_end|>``; an LLM without spare embedding rows gets rows for them, the mean of
+its embeddings) unless ``processor`` names a VideoLLaMA3 checkpoint whose
 tokenizer and processor files are used as they are (recommended: they carry the official chat template).
 """
 
@@ -51,6 +52,16 @@ VISION_PREFIXES = ("model.vision_encoder.", "model.vision_model.", "vision_model
 VISION_KEEP = re.compile(r"^(embeddings\.patch_embedding|encoder\.layers\.\d+|post_layernorm)\.")
 LLM_CONFIG_DROP = ("architectures", "auto_map", "model_type", "transformers_version", "torch_dtype", "dtype")
 SHARD_BYTES = 5_000_000_000
+VOCAB_MULTIPLE = 64
+
+
+def grow_rows(weight: torch.Tensor, rows: int) -> torch.Tensor:
+    """(V, H) embedding or head weights with rows added up to ``rows``: each new row is the mean of the
+    existing ones (new tokens start as an average token; the stages train them)."""
+    missing = rows - weight.shape[0]
+    if missing <= 0:
+        return weight
+    return torch.cat([weight, weight.float().mean(0, keepdim=True).to(weight.dtype).expand(missing, -1)])
 
 
 def vision_config_fields(folder: Path) -> dict:
@@ -159,6 +170,9 @@ def build_initial_checkpoint(
             shutil.copy2(llm_dir / "generation_config.json", tmp / "generation_config.json")
 
         fields = {k: v for k, v in llm_config.items() if k not in LLM_CONFIG_DROP}
+        if len(tokenizer) > fields["vocab_size"]:
+            # An LLM without spare embedding rows (SmolLM2, unlike Qwen2.5) grows to a multiple of 64 rows.
+            fields["vocab_size"] = -(-len(tokenizer) // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
         image_token_index = tokenizer.convert_tokens_to_ids("<image>")
         config = VideoLLaMA3Config(
             **fields,
@@ -167,10 +181,6 @@ def build_initial_checkpoint(
             use_token_compression=True,
             image_token_index=image_token_index,
         )
-        if len(tokenizer) > config.vocab_size:
-            raise CheckpointError(
-                f"the tokenizer has {len(tokenizer)} tokens but the LLM's vocabulary has {config.vocab_size} rows"
-            )
         config.architectures = ["Videollama3Qwen2ForCausalLM"]
         config.dtype = dtype
         config_dict = config.to_dict()
@@ -184,7 +194,9 @@ def build_initial_checkpoint(
         for file in weight_files(llm_dir):
             with safe_open(file, framework="pt") as f:
                 for key in f.keys():
-                    if key.startswith(("model.", "lm_head.")):
+                    if key in ("model.embed_tokens.weight", "lm_head.weight"):
+                        add(key, grow_rows(f.get_tensor(key), config.vocab_size))
+                    elif key.startswith(("model.", "lm_head.")):
                         add(key, f.get_tensor(key))
         for name, tensor in vision_state_dict(vision_dir, vision_config).items():
             add(f"model.vision_encoder.{name}", tensor)
