@@ -16,6 +16,7 @@ them apart by counting placeholders, and re-pads the batch when it has to drop t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -31,6 +32,9 @@ from .projector import build_projector
 from .pruning import pruning_mask
 from .token_layout import merged_tokens_per_item, positions_from_mask
 from .vision_encoder import VisionEncoder, VisionEncoderLayer
+
+if TYPE_CHECKING:
+    from .live import LiveSession
 
 IGNORE_INDEX = -100
 
@@ -343,6 +347,17 @@ class VideoLLaMA3ForCausalLM(VideoLLaMA3PreTrainedModel, GenerationMixin):
             input_ids, attention_mask, None, None, pixel_values, grid_sizes, merge_sizes, compression_mask
         )
         return super().generate(inputs_embeds=mm.inputs_embeds, attention_mask=mm.attention_mask, **kwargs)
+
+    # ------------------------------------------------------------------ live video
+    def live(self, processor, **options) -> LiveSession:
+        """A live session: frames one at a time, questions at any moment, answers from the KV cache.
+
+        ``processor``: this checkpoint's ``VideoLLaMA3Processor``; ``options``: see ``LiveSession`` (model/live.py,
+        docs/live.md). ``session.add_frame(image, t)``, ``session.ask(text)``.
+        """
+        from .live import LiveSession
+
+        return LiveSession(self, processor, **options)
 
 
 def _drop_tokens(embeds, attention_mask, labels, token_keep) -> MultimodalInputs:
