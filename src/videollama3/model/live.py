@@ -87,7 +87,7 @@ class _Message:
 
 
 @dataclass
-class _Frame:
+class _Video:
     """The session's video: its fixed size, and the previous frame's patches for the pruner."""
 
     height: int  # of the input frames, before resizing
@@ -174,7 +174,7 @@ class LiveSession:
         self._messages: list[_Message] = []
         self._length = 0  # tokens in the cache
         self._last_logits: torch.Tensor | None = None  # (V,) next-token logits after the last token
-        self._frame: _Frame | None = None
+        self._frame: _Video | None = None
         self._open_answer: Iterator[str] | None = None  # an ask() answer not yet read to its end
 
         if system_prompt is True:
@@ -230,12 +230,10 @@ class LiveSession:
         pixels = self.processor.image_processor([image], merge_size=self.merge_size, max_tokens=self.tokens_per_frame)
         rows = pixels["pixel_values"]  # (gh * gw, 3 * 14 * 14)
         grid, merge = pixels["grid_sizes"], pixels["merge_sizes"]  # (1, 3), (1,)
-        if self._frame is None:
-            self._frame = _Frame(height, width, grid)
-        elif not torch.equal(grid, self._frame.grid):  # cannot happen for one input size; guards the invariant
-            raise AssertionError(f"frame grid {grid.tolist()} differs from the session's {self._frame.grid.tolist()}")
-        keep = self._keep_mask(rows)  # (tokens,)
-        self._frame.previous_rows, self._frame.time = rows, t
+        video = self._frame or _Video(height, width, grid)  # the first frame fixes the size
+        if not torch.equal(grid, video.grid):  # cannot happen for one input size; guards the invariant
+            raise AssertionError(f"frame grid {grid.tolist()} differs from the session's {video.grid.tolist()}")
+        keep = self._keep_mask(rows, video)  # (tokens,)
 
         device = self._device
         features = self.model.encode_images(rows.to(device), grid, merge)  # (tokens, H)
@@ -247,6 +245,9 @@ class LiveSession:
         reserve = self._speech_room() if self.autonomous else 0
         evicted = self._make_room(len(ids) + reserve)
         self._append(_Message("stream", ids, time=t, kept_tokens=kept), features)
+        # Only now, the frame being in the cache, does it become the previous frame (a refused frame is not).
+        video.previous_rows, video.time = rows, t
+        self._frame = video
 
         logits = self._last_logits  # (V,): what follows <|stream_end|>
         score = float(logits[self._ids[TURN_START]] - logits[self._ids[STREAM_START]])
@@ -296,13 +297,13 @@ class LiveSession:
             )
         return t
 
-    def _keep_mask(self, rows: torch.Tensor) -> torch.Tensor:
+    def _keep_mask(self, rows: torch.Tensor, video: _Video) -> torch.Tensor:
         """DiffFP keep-mask of the new frame, (tokens,): the first frame keeps everything; later frames are
         pruned against the previous one by ``pruning.item_pruning_mask`` on the pair (the rule is local to
         consecutive frames, which is what makes frame-by-frame pruning equal to pruning the whole video)."""
-        _, gh, gw = self._frame.grid[0].tolist()
+        _, gh, gw = video.grid[0].tolist()
         tokens = merged_tokens((1, gh, gw), self.merge_size)
-        previous = self._frame.previous_rows
+        previous = video.previous_rows
         if not self.prune or previous is None:
             return torch.ones(tokens, dtype=torch.bool)
         config = self.model.config
