@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from transformers import DynamicCache
 
 from parity_fixtures import FIXTURE_MODEL, FIXTURES
 from videollama3.errors import InputError, MediaError
 from videollama3.model.live import shift_key_positions
+from videollama3.model.llm_cache import cache_kwargs
 from videollama3.processing import VideoLLaMA3Processor, load_video
 
 MEDIA = FIXTURES / "media"
@@ -216,28 +218,43 @@ def test_unread_answer_is_closed_before_the_next_frame(fixture_model, processor)
 
 # ---------------------------------------------------------------------------------------------- bounded memory
 def test_cache_stays_under_max_cache_tokens(fixture_model, processor):
+    """Many small frames (and a question now and then) under a 300-token bound: the cache never passes it."""
     rng = np.random.default_rng(0)
     limit = 300
-    session = model_session = fixture_model.live(
+    session = fixture_model.live(
         processor, tokens_per_frame=16, max_cache_tokens=limit, autonomous=True, max_speech_tokens=4
     )
-    system_tokens = session.cache_tokens
+    system_ids = session.input_ids.tolist()
     evicted = 0
     for i in range(60):
         frame = rng.integers(0, 256, size=(28, 28, 3), dtype=np.uint8)
-        result = session.add_frame(frame, 0.5 * i)
-        evicted += result.evicted_tokens
+        evicted += session.add_frame(frame, 0.5 * i).evicted_tokens
         assert session.cache_tokens <= limit
         if i % 20 == 19:
-            assert "".join(session.ask("What now?", max_new_tokens=3)) is not None
+            "".join(session.ask("What now?", max_new_tokens=3))
             assert session.cache_tokens <= limit
-    assert evicted > 0
-    assert model_session.transcript[0]["role"] == "system"  # the system prompt is never evicted
-    assert session.input_ids[:system_tokens].tolist() == session.input_ids[:system_tokens].tolist()
-    assert len(session.input_ids) == session.cache_tokens
-    for layer in session._cache.layers:  # the KV cache itself holds exactly those tokens
-        assert layer.keys.shape[2] == session.cache_tokens == layer.values.shape[2]
+    assert evicted > limit  # the stream was several times the bound
+    assert session.transcript[0]["role"] == "system"  # never evicted
+    assert session.input_ids[: len(system_ids)].tolist() == system_ids
+    assert [m["time"] for m in session.transcript if m["role"] == "stream"][-1] == 29.5  # the newest frame stays
+    for layer in session._cache.layers:  # the KV cache holds exactly the transcript's tokens
+        assert layer.keys.shape[2] == layer.values.shape[2] == session.cache_tokens == len(session.input_ids)
     assert torch.isfinite(session._last_logits).all()
+
+
+def test_evicted_cache_keeps_contiguous_positions(fixture_model, processor):
+    """After evictions the first layer's keys are those of the kept tokens at positions 0..L-1: that layer's
+    keys depend only on each token and its position, so a fresh forward over the kept ids must give them."""
+    session = fixture_model.live(processor, max_cache_tokens=120)
+    for i in range(12):
+        "".join(session.ask(f"Question number {i}?", max_new_tokens=3))
+    assert session.cache_tokens <= 120 and session.transcript[1]["text"] != "Question number 0?"
+    fresh = DynamicCache(config=fixture_model.config)
+    with torch.no_grad():
+        fixture_model(input_ids=session.input_ids[None], use_cache=True, **cache_kwargs(fresh))
+    kept, recomputed = session._cache.layers[0], fresh.layers[0]
+    torch.testing.assert_close(kept.keys, recomputed.keys, atol=1e-5, rtol=0)
+    torch.testing.assert_close(kept.values, recomputed.values, atol=1e-5, rtol=0)
 
 
 def test_shifting_rotated_keys_equals_rotating_at_the_new_position(fixture_model):

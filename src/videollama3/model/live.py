@@ -344,6 +344,8 @@ class LiveSession:
                     piece, emitted = text[len(emitted) :], text
                     if piece:
                         yield piece
+            if message.text != emitted:  # the answer ended inside a character: give what there is
+                yield message.text[len(emitted) :]
         finally:  # also on an abandoned answer (GeneratorExit): the cache must hold a closed turn
             self._append(message, token_ids=self._assistant_close)
 
