@@ -13,7 +13,6 @@ from eval_helpers import REPO_ROOT, SCRIPTED, make_mp4, make_png
 
 from parity_fixtures import FIXTURE_MODEL, FIXTURES
 
-needs_fixtures = pytest.mark.skipif(not FIXTURE_MODEL.is_dir(), reason="parity fixtures not found")
 MODEL_ARGS = ["--model", str(FIXTURE_MODEL), "--device", "cpu", "--max-new-tokens", "3"]
 
 
@@ -78,7 +77,6 @@ def _mixed_rows(folder: Path) -> list[dict]:
 # --------------------------------------------------------------------------------------------------
 
 
-@needs_fixtures
 def test_text_image_and_video_rows_are_answered_in_input_order_whatever_the_batch(tmp_path):
     requests = _write_rows(tmp_path / "data" / "requests.jsonl", _mixed_rows(tmp_path / "data"))
     batched, one_by_one = tmp_path / "batched.jsonl", tmp_path / "one_by_one.jsonl"
@@ -91,7 +89,6 @@ def test_text_image_and_video_rows_are_answered_in_input_order_whatever_the_batc
     assert one_by_one.read_bytes() == batched.read_bytes()
 
 
-@needs_fixtures
 def test_a_corrupt_video_fails_its_row_only(tmp_path):
     data = tmp_path / "data"
     make_png(data / "a.png")
@@ -119,7 +116,6 @@ def test_a_corrupt_video_fails_its_row_only(tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 
-@needs_fixtures
 def test_two_processes_write_the_same_file_as_one(tmp_path):
     data = tmp_path / "data"
     rows = _mixed_rows(data)
