@@ -140,3 +140,21 @@ def python() -> str:
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def scripted_eval(tmp_path: Path, name: str, data_root: Path, responses: dict[str, str], **options):
+    """``evaluate`` in this process with the scripted predictor answering ``responses`` (by sample id)."""
+    from videollama3.evaluation import EvalJob, build_predictor, evaluate
+
+    script = tmp_path / f"{name}_script.json"
+    script.write_text(json.dumps(responses))
+    job = EvalJob(
+        [name],
+        data_root,
+        tmp_path / "out",
+        predictor_factory=lambda: build_predictor(str(script), None, spec=SCRIPTED),
+        model_name=str(script),
+        show_progress=False,
+        **options,
+    )
+    return evaluate(job)
