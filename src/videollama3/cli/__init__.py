@@ -11,6 +11,7 @@ import sys
 # subcommand -> (module, help). Each module defines ``add_arguments(parser)`` and ``run(args) -> int``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("videollama3.cli.chat", "answer a question about images / a video (interactive without a question)"),
+    "live": ("videollama3.cli.live", "watch a video file, camera or stream; the model speaks, questions typed meanwhile"),
     "demo": ("videollama3.cli.demo", "render a synthetic video, ask the bundled model about it, show the truth"),
     "convert": ("videollama3.cli.convert", "convert a checkpoint between the official and the transformers layout"),
     "train": ("videollama3.cli.train", "train or fine-tune from a YAML recipe"),
