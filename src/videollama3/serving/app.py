@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -34,7 +34,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .api_errors import APIError, bad_request, internal, not_found, timeout
 from .completion import Completion, EventStreamResponse
 from .config import ServerConfig
-from .front_door import UPLOAD_PATH, FrontDoor, ServerState
+from .front_door import LIVE_PATH, UPLOAD_PATH, FrontDoor, ServerState
+from .live_socket import serve_live
 from .media import MediaLimits, MediaResolver, UploadStore
 from .runtime import LoadedModel, Runtime, load_model
 from .schemas import (
@@ -271,7 +272,13 @@ def _add_api_routes(app: FastAPI, state: ServerState) -> None:
             "engine": asdict(engine.stats),
             "feature_cache": asdict(features) if features is not None else None,
             "prefix_cache": asdict(prefixes) if prefixes is not None else None,
+            "live": {"sessions": state.live_sessions, "frames": state.live_frames, "answers": state.live_answers},
         }
+
+    @app.websocket(LIVE_PATH)
+    async def live(websocket: WebSocket):
+        """A live video session (docs/serving.md, "Live sessions")."""
+        await serve_live(websocket, state)
 
     @app.post(
         UPLOAD_PATH,

@@ -29,6 +29,7 @@ class ServerConfig:
     max_batch_size: int = 32
     max_prefill_tokens: int = 16384
     max_concurrent_requests: int = 128
+    max_live_sessions: int = 2  # concurrent /v1/live WebSocket sessions (each holds its own KV cache)
     preprocess_workers: int = 2
     # limits
     max_body_bytes: int = 96 << 20
@@ -70,6 +71,7 @@ class ServerConfig:
             "max_batch_size",
             "max_prefill_tokens",
             "max_concurrent_requests",
+            "max_live_sessions",
             "preprocess_workers",
             "max_body_bytes",
             "max_media_bytes",

@@ -15,8 +15,10 @@ Requests do not wait for each other. Each iteration of the scheduler
    their batch (their rows of the KV cache are overwritten by the batch's last rows, and leading
    all-padding columns trimmed).
 
-The model is touched by this thread only, so no lock is held around forward passes. Decoding media and
-tokenising happen before :meth:`Engine.submit`, on other threads.
+The model is touched by this thread only, except by live sessions (:mod:`.live_socket`): every scheduler
+iteration runs holding :attr:`Engine.model_lock`, and a live session holds it for each of its steps, so two
+forward passes never run at once. Decoding media and tokenising happen before :meth:`Engine.submit`, on
+other threads.
 
 Sampling (greedy, temperature, top-p, per-request seeds), stop strings and incremental detokenisation
 are per sequence: a sequence's output does not depend on what else is in the batch (beyond float
@@ -122,6 +124,9 @@ class Engine:
         self.stats = EngineStats()
         self._embedder = PromptEmbedder(model, feature_cache, self.stats)
 
+        # Held around every scheduler iteration (prefill, decode step) and by live sessions around each of their
+        # model calls: one forward pass at a time on the shared model.
+        self.model_lock = threading.Lock()
         self._cond = threading.Condition()
         self._waiting: deque[SequenceState] = deque()
         # The running sequences, in a few batches of similar length (see :meth:`_place`).
@@ -216,15 +221,16 @@ class Engine:
                     if self._stopping:
                         break
                     admitted = self._admit()
-                # Never let the loop die: a failing step fails the sequences it touched, and serving goes on.
-                try:
-                    self._drop_cancelled()
-                    if admitted:
-                        self._prefill(admitted)
-                except Exception as exc:
-                    logger.exception("engine step failed; failing %d running sequences", self.num_running)
-                    self._fail_running(exc)
-                self.decode_step()
+                with self.model_lock:
+                    # Never let the loop die: a failing step fails the sequences it touched, and serving goes on.
+                    try:
+                        self._drop_cancelled()
+                        if admitted:
+                            self._prefill(admitted)
+                    except Exception as exc:
+                        logger.exception("engine step failed; failing %d running sequences", self.num_running)
+                        self._fail_running(exc)
+                    self.decode_step()
         self._fail_all(unavailable("The server is shutting down.", code="shutting_down"))
 
     def prefill_waiting(self) -> int:

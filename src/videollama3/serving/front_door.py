@@ -1,4 +1,10 @@
-"""The server's shared state and its front door: API key and body size, checked before any body is read."""
+"""The server's shared state and its front door: API key and body size, checked before any body is read.
+
+WebSockets (``/v1/live``) pass the same door: the key as a Bearer header or an ``api_key`` query parameter
+(browsers cannot set headers on a WebSocket); without either, ``/v1/live`` is let in unauthenticated and
+must see the key in the connection's first message (see :mod:`.live_socket`), every other path is closed
+with code 4401.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from .api_errors import APIError, bad_request, too_large, too_many_requests, unauthorized
 from .api_errors import unavailable as unavailable_error
@@ -20,6 +27,10 @@ from .runtime import Runtime
 PUBLIC_PATHS = ("/", "/health", "/openapi.json", "/favicon.ico")
 PUBLIC_PREFIXES = ("/static/",)
 UPLOAD_PATH = "/v1/uploads"
+LIVE_PATH = "/v1/live"
+# Set on a WebSocket scope by the front door: whether the key was already given (header or query).
+WS_AUTHENTICATED = "videollama3.authenticated"
+WS_UNAUTHORIZED = 4401  # close code: missing or wrong API key
 
 
 @dataclass
@@ -37,6 +48,9 @@ class ServerState:
     work_dir: Path | None = None
     loader_thread: threading.Thread | None = None
     closing: bool = field(default=False)
+    live_sessions: int = 0  # open /v1/live sessions (admission: at most config.max_live_sessions)
+    live_frames: int = 0  # frames appended by live sessions since the start
+    live_answers: int = 0  # questions answered by live sessions since the start
 
     def require_runtime(self) -> Runtime:
         if self.runtime is not None:
@@ -77,6 +91,8 @@ class FrontDoor:
         self.state = state
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket":
+            return await self._websocket(scope, receive, send)
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
@@ -120,6 +136,29 @@ class FrontDoor:
         if exceeded and not started:
             await send_error(send, too_large(f"The request body exceeds the limit of {limit} bytes."))
 
+    async def _websocket(self, scope, receive, send):
+        key = self.state.api_key
+        authenticated = not key or _authorized(scope, key) or _query_key_ok(scope, key)
+        if not authenticated and scope.get("path", "") != LIVE_PATH:
+            # Accepted, then closed: a browser sees the code and reason (a refused handshake is just "1006").
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.accept"})
+                await send({"type": "websocket.close", "code": WS_UNAUTHORIZED, "reason": "missing or invalid API key"})
+            return
+        scope = {**scope, WS_AUTHENTICATED: authenticated}
+        return await self.app(scope, receive, send)
+
+
+def key_matches(given, key: str) -> bool:
+    """Whether ``given`` is the API key (a constant-time comparison)."""
+    return isinstance(given, str) and hmac.compare_digest(given.strip().encode(), key.encode())
+
+
+def _query_key_ok(scope, key: str) -> bool:
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return any(key_matches(value, key) for value in query.get("api_key", []))
+
 
 def _is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
@@ -145,5 +184,3 @@ async def send_error(send, error: APIError) -> None:
     headers += [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-

@@ -76,6 +76,7 @@ class Runtime:
 
     def __init__(self, config: ServerConfig, loaded: LoadedModel, resolver: MediaResolver):
         model, processor = loaded.model, loaded.processor
+        self.model, self.processor = model, processor  # live sessions use them (under engine.model_lock)
         self.model_name = config.model_name
         self.created = int(time.time())
         self.max_model_len = getattr(model.config, "max_position_embeddings", None)
