@@ -8,7 +8,9 @@ chromium is used).
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import time
 
 import pytest
 from server_helpers import API_KEY, MEDIA
@@ -21,6 +23,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # A fake camera (a generated test pattern) that the page may use without asking (the Live tab's test).
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
 ]
 
 
@@ -96,5 +101,60 @@ def test_upload_ask_stream_and_continue_the_chat(browser, server):
     page.click("#send")
     page.wait_for_selector(".message.assistant[data-state='done']", timeout=30_000)
     assert page.locator(".message.user img").count() == 1
+    assert not errors, errors
+    page.close()
+
+
+def _live_stats(server) -> dict:
+    import requests
+
+    return requests.get(f"{server.url}/stats", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10).json()[
+        "live"
+    ]
+
+
+def test_live_tab_streams_the_webcam_and_answers_a_question(browser, server):
+    """The Live tab: the fake webcam's frames reach the server over /v1/live (under the page's CSP), the
+    frame results and a typed question's answer show on the page, and Stop ends the session."""
+    from playwright.sync_api import expect
+
+    before = _live_stats(server)
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: msg.type == "error" and "401" not in msg.text and errors.append(msg.text))
+    page.goto(server.url + "/")
+    page.fill("#api-key", API_KEY)
+    page.dispatch_event("#api-key", "change")
+    expect(page.locator("#model")).to_contain_text("model:")
+
+    page.click("#tab-live")
+    expect(page.locator("#live-tab")).to_be_visible()
+    expect(page.locator("#chat-tab")).to_be_hidden()
+    page.fill("#live-max-tokens", "8")
+    page.click("#live-camera")
+    expect(page.locator("#live-status")).to_contain_text("live:", timeout=30_000)
+    # Two frames processed by the model (1 frame/s: the fixture checkpoint's fps), shown on the page.
+    expect(page.locator("#live-frames")).to_have_attribute(
+        "data-results", re.compile(r"^([2-9]|\d\d+)$"), timeout=30_000
+    )
+    expect(page.locator("#live-frames")).to_contain_text("visual tokens kept")
+    stats = _live_stats(server)
+    assert stats["sessions"] == 1 and stats["frames"] - before["frames"] >= 2
+
+    page.fill("#live-question", "What do you see?")
+    page.keyboard.press("Enter")
+    answer = page.locator(".live-entry.answer[data-state='done']")
+    expect(answer).to_have_count(1, timeout=30_000)
+    assert answer.inner_text().strip(), "the live answer is empty"
+    assert page.locator(".live-entry.question").inner_text() == "What do you see?"
+    assert _live_stats(server)["answers"] - before["answers"] == 1
+
+    page.click("#live-stop")
+    expect(page.locator("#live-status")).to_contain_text("stopped")
+    deadline = time.monotonic() + 10
+    while _live_stats(server)["sessions"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _live_stats(server)["sessions"] == 0
     assert not errors, errors
     page.close()

@@ -6,7 +6,7 @@ client -> server
     ``{"type": "auth", "api_key": KEY}``   first message, when the key was not given as a Bearer header or
                                            an ``api_key`` query parameter
     ``{"type": "frame", "t": SECONDS}``    followed by ONE binary message: the frame, JPEG / PNG / WebP bytes
-    ``{"type": "ask", "text": QUESTION, "max_tokens": N}``   (max_tokens optional)
+    ``{"type": "ask", "text": QUESTION, "max_tokens": N}``   (max_tokens optional, at most max_new_tokens)
 server -> client
     ``{"type": "ready", "model", "fps", "max_frame_bytes"}``  the session is open
     ``{"type": "frame", "t", "kept_tokens", "total_tokens", "speak_score", "spoke", "text", "evicted_tokens"}``
@@ -201,8 +201,9 @@ class _Connection:
         text = body.get("text")
         ceiling = self.state.config.max_new_tokens
         max_tokens = body.get("max_tokens", min(256, ceiling))
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= ceiling:
-            return await self.error(f"ask: max_tokens must be an integer in [1, {ceiling}], got {max_tokens!r:.50}")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            return await self.error(f"ask: max_tokens must be a positive integer, got {max_tokens!r:.50}")
+        max_tokens = min(max_tokens, ceiling)  # the server's max_new_tokens bounds every answer
         try:
             self.answer = await self._run_locked(self.session.ask, text, max_tokens)
         except (InputError, MediaError) as exc:

@@ -207,7 +207,192 @@ function newChat() {
   $("media").value = "";
 }
 
+// ---------------------------------------------------------------------------------------------------
+// The Live tab: webcam (getUserMedia) or a video file, drawn to a canvas at the checkpoint's fps and sent
+// as JPEG over the /v1/live WebSocket (docs/serving.md, "Live sessions"); what the model says is shown as
+// it comes, and questions are asked over the same socket.
+
+const LIVE_MAX_SIDE = 640;  // frames are scaled down to at most this many pixels on their longer side
+const live = {
+  ws: null, stream: null, objectUrl: null, timer: null, source: null,
+  fps: 1, t0: 0, lastT: -1, sent: 0, results: 0, answer: null,
+};
+
+function showTab(name) {
+  for (const tab of ["chat", "live"]) {
+    $(`${tab}-tab`).hidden = tab !== name;
+    $(`tab-${tab}`).classList.toggle("active", tab === name);
+    $(`tab-${tab}`).setAttribute("aria-selected", String(tab === name));
+  }
+}
+
+function liveStatus(text) { $("live-status").textContent = text; }
+
+function liveEntry(kind, text, when) {
+  const div = document.createElement("div");
+  div.className = `live-entry ${kind}`;
+  if (when !== undefined) {
+    const time = document.createElement("span");
+    time.className = "when";
+    time.textContent = `${when.toFixed(1)} s`;
+    div.appendChild(time);
+  }
+  const body = document.createElement("span");
+  body.className = "text";
+  body.textContent = text;
+  div.appendChild(body);
+  $("live-log").appendChild(div);
+  div.scrollIntoView({ block: "end" });
+  return div;
+}
+
+function liveCounters(last) {
+  const el = $("live-frames");
+  el.dataset.sent = String(live.sent);
+  el.dataset.results = String(live.results);
+  const tail = last ? ` · last frame ${last.t.toFixed(1)} s: ${last.kept_tokens}/${last.total_tokens} visual tokens kept` : "";
+  el.textContent = `${live.sent} frames sent, ${live.results} processed${tail}`;
+}
+
+function liveMessage(event) {
+  let msg;
+  try { msg = JSON.parse(event.data); } catch (_) { return; }
+  if (msg.type === "ready") {
+    live.fps = msg.fps > 0 ? msg.fps : 1;
+    liveStatus(`live: ${msg.model}, ${live.fps} frame/s`);
+    startCapture();
+  } else if (msg.type === "frame") {
+    live.results += 1;
+    liveCounters(msg);
+    if (msg.spoke && msg.text) liveEntry("speech", msg.text, msg.t);
+  } else if (msg.type === "delta") {
+    if (!live.answer) live.answer = liveEntry("answer", "");
+    live.answer.querySelector(".text").textContent += msg.text;
+  } else if (msg.type === "answer_end") {
+    if (!live.answer) live.answer = liveEntry("answer", "");
+    live.answer.dataset.state = "done";
+    live.answer = null;
+    $("live-send").disabled = false;
+  } else if (msg.type === "error") {
+    liveEntry("error", `Error: ${msg.message}`);
+  }
+}
+
+function liveConnect() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${scheme}//${location.host}/v1/live`);
+  ws.binaryType = "arraybuffer";
+  // The key goes in the first message (browsers cannot set headers on a WebSocket; a URL would be logged).
+  ws.addEventListener("open", () => ws.send(JSON.stringify({ type: "auth", api_key: $("api-key").value.trim() })));
+  ws.addEventListener("message", liveMessage);
+  ws.addEventListener("close", (event) => {
+    if (live.ws !== ws) return;
+    liveStop(event.code === 1000 || event.code === 1005 ? "stopped" : `closed: ${event.reason || event.code}`);
+  });
+  live.ws = ws;
+  live.sent = 0;
+  live.results = 0;
+  live.lastT = -1;
+  liveCounters(null);
+  liveStatus("connecting…");
+}
+
+function startCapture() {
+  const video = $("live-video");
+  live.t0 = performance.now();
+  clearInterval(live.timer);
+  live.timer = setInterval(captureFrame, 1000 / live.fps);
+  video.play().catch(() => { /* a file that cannot play: nothing is sent */ });
+}
+
+function captureFrame() {
+  const video = $("live-video");
+  const ws = live.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN || video.readyState < 2 || !video.videoWidth) return;
+  if (live.sent - live.results >= 2) return;  // the model is behind: skip this frame rather than queue it
+  if (live.source === "file" && video.ended) { liveStop("the video ended"); return; }
+  const t = live.source === "file" ? video.currentTime : (performance.now() - live.t0) / 1000;
+  if (t <= live.lastT) return;
+  live.lastT = t;
+  const canvas = $("live-canvas");
+  const scale = Math.min(1, LIVE_MAX_SIDE / Math.max(video.videoWidth, video.videoHeight));
+  canvas.width = Math.round(video.videoWidth * scale);
+  canvas.height = Math.round(video.videoHeight * scale);
+  canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+  canvas.toBlob((blob) => {
+    if (!blob || live.ws !== ws || ws.readyState !== WebSocket.OPEN) return;
+    ws.send(JSON.stringify({ type: "frame", t }));  // the header and its bytes, back to back
+    ws.send(blob);
+    live.sent += 1;
+    liveCounters(null);
+  }, "image/jpeg", 0.85);
+}
+
+async function liveCamera() {
+  liveStop();
+  try {
+    live.stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+  } catch (err) {
+    liveStatus(`no camera: ${err.message || err.name}`);
+    return;
+  }
+  $("live-video").srcObject = live.stream;
+  live.source = "camera";
+  $("live-stop").disabled = false;
+  liveConnect();
+}
+
+function liveFile(file) {
+  liveStop();
+  live.objectUrl = URL.createObjectURL(file);
+  const video = $("live-video");
+  video.srcObject = null;
+  video.src = live.objectUrl;
+  live.source = "file";
+  $("live-stop").disabled = false;
+  liveConnect();
+}
+
+function liveStop(reason) {
+  clearInterval(live.timer);
+  live.timer = null;
+  const ws = live.ws;
+  live.ws = null;
+  if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000);
+  if (live.stream) live.stream.getTracks().forEach((track) => track.stop());
+  live.stream = null;
+  const video = $("live-video");
+  video.pause();
+  video.srcObject = null;
+  if (live.objectUrl) { video.removeAttribute("src"); URL.revokeObjectURL(live.objectUrl); live.objectUrl = null; }
+  live.answer = null;
+  $("live-send").disabled = false;
+  $("live-stop").disabled = true;
+  if (reason) liveStatus(reason);
+}
+
+function liveAsk(event) {
+  event.preventDefault();
+  const question = $("live-question").value.trim();
+  if (!question) return;
+  if (!live.ws || live.ws.readyState !== WebSocket.OPEN) { liveStatus("start the webcam or a video file first"); return; }
+  if (live.answer) return;  // one question at a time
+  liveEntry("question", question);
+  live.answer = liveEntry("answer", "");
+  live.answer.dataset.state = "streaming";
+  $("live-send").disabled = true;
+  live.ws.send(JSON.stringify({ type: "ask", text: question, max_tokens: Math.floor(Number($("live-max-tokens").value)) || 128 }));
+  $("live-question").value = "";
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  $("tab-chat").addEventListener("click", () => showTab("chat"));
+  $("tab-live").addEventListener("click", () => showTab("live"));
+  $("live-camera").addEventListener("click", liveCamera);
+  $("live-file").addEventListener("change", () => { if ($("live-file").files[0]) liveFile($("live-file").files[0]); });
+  $("live-stop").addEventListener("click", () => liveStop("stopped"));
+  $("live-ask").addEventListener("submit", liveAsk);
+
   $("api-key").value = localStorage.getItem("videollama3-api-key") || "";
   $("key-form").addEventListener("submit", (e) => e.preventDefault());
   $("api-key").addEventListener("change", () => {
