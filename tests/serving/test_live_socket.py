@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import threading
 import time
 
 import pytest
 import requests
 from PIL import Image
-from server_helpers import API_KEY, MEDIA, RunningServer, make_config
+from server_helpers import API_KEY, MEDIA, MODEL_NAME, RunningServer, make_config
 
 websockets_sync = pytest.importorskip("websockets.sync.client", reason="the live tests need websockets")
 from websockets.exceptions import ConnectionClosed  # noqa: E402
@@ -165,3 +166,67 @@ def test_too_many_sessions_are_refused(live_server):
     wait_sessions(live_server, 0)
     with connect(live_server) as again:
         assert recv(again)["type"] == "ready"
+
+
+def test_live_work_and_chat_requests_never_run_two_forwards_at_once(live_server, loaded_model):
+    """A live session and chat completions at the same time: the model never runs two forwards at once
+    (the engine's model_lock), and both get their answers."""
+    model = loaded_model.model
+    original = model.forward
+    active, overlaps, calls = [0], [0], [0]
+    guard = threading.Lock()
+
+    def counting_forward(*args, **kwargs):
+        with guard:
+            active[0] += 1
+            calls[0] += 1
+            overlaps[0] += active[0] > 1
+        try:
+            time.sleep(0.002)  # widen the window in which an unguarded forward would overlap
+            return original(*args, **kwargs)
+        finally:
+            with guard:
+                active[0] -= 1
+
+    def chat(results: list) -> None:
+        body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "Count to ten."}], "max_tokens": 16}
+        response = requests.post(f"{live_server.url}/v1/chat/completions", json=body, headers=AUTH, timeout=60)
+        results.append(response.status_code)
+
+    model.forward = counting_forward
+    try:
+        results: list[int] = []
+        threads = [threading.Thread(target=chat, args=(results,)) for _ in range(3)]
+        with connect(live_server) as ws:
+            assert recv(ws)["type"] == "ready"
+            for thread in threads:
+                thread.start()
+            for i in range(3):
+                assert send_frame(ws, float(i), jpeg())["type"] == "frame"
+            ws.send(json.dumps({"type": "ask", "text": "What do you see?", "max_tokens": 8}))
+            while recv(ws)["type"] != "answer_end":
+                pass
+        for thread in threads:
+            thread.join(60)
+    finally:
+        del model.forward  # the class's forward again
+    assert results == [200, 200, 200]
+    assert calls[0] > 10 and overlaps[0] == 0
+
+
+def test_a_client_leaving_mid_answer_frees_the_model(live_server):
+    with connect(live_server) as ws:
+        assert recv(ws)["type"] == "ready"
+        assert send_frame(ws, 0.0, jpeg())["type"] == "frame"
+        ws.send(json.dumps({"type": "ask", "text": "Tell me a long story.", "max_tokens": 64}))
+        assert recv(ws)["type"] in ("delta", "answer_end")
+    wait_sessions(live_server, 0)
+    deadline = time.monotonic() + 10
+    while live_server.app.state.server.runtime.engine.model_lock.locked() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not live_server.app.state.server.runtime.engine.model_lock.locked()
+    body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "Still there?"}], "max_tokens": 4}
+    response = requests.post(f"{live_server.url}/v1/chat/completions", json=body, headers=AUTH, timeout=60)
+    assert response.status_code == 200, response.text
+    with connect(live_server) as ws:
+        assert recv(ws)["type"] == "ready"
