@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="requests in flight (preparing, queued, generating) before answering 429 (default 128)",
     )
     batching.add_argument(
+        "--max-live-sessions", type=int, default=2, help="live video sessions (/v1/live) at once (default 2)"
+    )
+    batching.add_argument(
         "--preprocess-workers", type=int, default=2, help="threads decoding media and tokenising (default 2)"
     )
     limits = parser.add_argument_group("limits")
@@ -90,6 +93,7 @@ def config_from_args(args: argparse.Namespace):
         max_batch_size=args.max_batch_size,
         max_prefill_tokens=args.max_prefill_tokens,
         max_concurrent_requests=args.max_concurrent_requests,
+        max_live_sessions=args.max_live_sessions,
         preprocess_workers=args.preprocess_workers,
         max_body_bytes=int(args.max_body_mb * _MiB),
         max_media_bytes=int(args.max_media_mb * _MiB),
