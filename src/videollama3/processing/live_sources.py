@@ -314,10 +314,13 @@ class PushSource(LiveSource):
                 raise MediaError(f"{self.name}: push after close()")
             if self._last_t is not None and t <= self._last_t:
                 raise MediaError(f"{self.name}: frames must come in increasing time: t={t} after t={self._last_t}")
-            self._last_t = float(t)
+            previous, self._last_t = self._last_t, float(t)
         try:
             self._queue.put((frame, float(t)), timeout=timeout)
         except queue.Full:
+            with self._lock:  # the refused frame does not count: the same time may be pushed again
+                if self._last_t == float(t):
+                    self._last_t = previous
             raise MediaError(
                 f"{self.name}: the queue stayed full ({self._queue.maxsize} frames) for {timeout} s: "
                 "the consumer is not keeping up"
