@@ -3,6 +3,7 @@ pushed frames, and the errors of missing / unreadable / unreachable inputs."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import wave
@@ -168,6 +169,18 @@ def test_url_nothing_listening_fails_fast():
     with pytest.raises(MediaError, match=r"rtsp://127\.0\.0\.1:9/x"):
         open_url("rtsp://127.0.0.1:9/x", timeout=1)
     assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize("scheme", ["http", "rtsp"])
+def test_url_silent_server_times_out(scheme):
+    with socket.socket() as server:  # accepts connections (the backlog does) and never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        url = f"{scheme}://127.0.0.1:{server.getsockname()[1]}/live"
+        start = time.monotonic()
+        with pytest.raises(MediaError, match=rf"{url}: timed out after 1 s opening the stream"):
+            open_url(url, timeout=1)
+        assert time.monotonic() - start < 5
 
 
 def test_bad_url():

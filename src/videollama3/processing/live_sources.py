@@ -269,6 +269,7 @@ def _open_container(
 ):
     import av
 
+    started = time.monotonic()
     try:
         return av.open(target, format=format, options=options or {}, timeout=timeout, metadata_errors="ignore")
     except av.error.FileNotFoundError as exc:
@@ -278,6 +279,9 @@ def _open_container(
     except av.error.ConnectionRefusedError as exc:
         raise MediaError(f"{name}: connection refused (nothing serves this {kind})") from exc
     except av.error.FFmpegError as exc:
+        limit = timeout[0] if isinstance(timeout, tuple) else timeout
+        if limit is not None and time.monotonic() - started >= 0.9 * limit:  # RTSP reports a timeout as invalid data
+            raise MediaError(f"{name}: timed out after {limit} s opening the {kind} ({exc})") from exc
         raise MediaError(f"{name}: cannot open the {kind}: {exc}") from exc
     except ValueError as exc:  # e.g. an input format this PyAV build lacks
         raise MediaError(f"{name}: cannot open the {kind} with format {format!r}: {exc}") from exc
