@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, MediaNotFoundError
+from .options import model_or_bundled
 
 EXIT_WORDS = {"exit", "quit", ":q"}
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -52,18 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.model:
-        from ..synthetic import default_model_path
-
-        bundled = default_model_path()
-        if not (bundled / "config.json").is_file():
-            raise ConfigError(
-                f"no --model given and the bundled model is missing ({bundled}): reinstall videollama3, or pass "
-                "--model with a VideoLLaMA3 checkpoint folder or Hub id (e.g. DAMO-NLP-SG/VideoLLaMA3-7B)"
-            )
-        args.model = str(bundled)
-        # Say which model answers: the bundled one only knows the synthetic world.
-        print(f"model: {bundled} (bundled synthetic-world model; --model selects another)", file=sys.stderr)
+    args.model = model_or_bundled(args.model, example="DAMO-NLP-SG/VideoLLaMA3-7B")
     for path in [*args.image, *([args.video] if args.video else [])]:
         if not path.exists():
             raise MediaNotFoundError(f"not found: {path}")

@@ -33,6 +33,7 @@ import threading
 from pathlib import Path
 
 from ..errors import ConfigError, MediaNotFoundError
+from .options import model_or_bundled
 
 EXIT_WORDS = {"exit", "quit", ":q"}
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -135,17 +136,7 @@ def _read_lines(lines: queue.Queue) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
-    if not args.model:
-        from ..synthetic import default_model_path
-
-        bundled = default_model_path()
-        if not (bundled / "config.json").is_file():
-            raise ConfigError(
-                f"no --model given and the bundled model is missing ({bundled}): reinstall videollama3, or pass "
-                "--model with a VideoLLaMA3 checkpoint folder or Hub id (e.g. DAMO-NLP-SG/VideoLLaMA3-2B)"
-            )
-        args.model = str(bundled)
-        print(f"model: {bundled} (bundled synthetic-world model; --model selects another)", file=sys.stderr)
+    args.model = model_or_bundled(args.model)
 
     import torch
 

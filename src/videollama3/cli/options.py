@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from ..errors import ConfigError
 
 
 def positive_int(text: str) -> int:
@@ -38,3 +41,19 @@ def add_model_runtime_arguments(parser: argparse.ArgumentParser, resumes: str) -
     )
     runtime.add_argument("--no-progress", action="store_true", help="no progress bars")
     return runtime
+
+
+def model_or_bundled(model: str | None, example: str = "DAMO-NLP-SG/VideoLLaMA3-2B") -> str:
+    """``--model``, or the bundled synthetic-world model (saying so on stderr: it only knows that world)."""
+    if model:
+        return model
+    from ..synthetic import default_model_path
+
+    bundled = default_model_path()
+    if not (bundled / "config.json").is_file():
+        raise ConfigError(
+            f"no --model given and the bundled model is missing ({bundled}): reinstall videollama3, or pass "
+            f"--model with a VideoLLaMA3 checkpoint folder or Hub id (e.g. {example})"
+        )
+    print(f"model: {bundled} (bundled synthetic-world model; --model selects another)", file=sys.stderr)
+    return str(bundled)
