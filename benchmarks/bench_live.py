@@ -33,6 +33,7 @@ import time
 
 import numpy as np
 import torch
+from bench_model import reset_peak_rss, status_gb  # this folder: the scripts run as `python benchmarks/...`
 
 QUESTIONS = [
     "What shape is in the video?",
@@ -40,23 +41,6 @@ QUESTIONS = [
     "What happened so far?",
     "Where is the object now?",
 ]
-
-
-def rss_gib(field: str = "VmRSS") -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 2**20
-    return float("nan")
-
-
-def reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def synthetic_stream(seed: int = 0):
@@ -131,13 +115,13 @@ def measure_memory(model, processor, frames, args) -> dict:
                 pass
             answers += 1
         if k + 1 == args.warmup:
-            points["peak_reset"] = reset_peak()
+            points["peak_reset"] = reset_peak_rss()
         if k + 1 in marks:
             points[marks[k + 1]] = {
                 "frame": k + 1,
                 "stream_time_s": float(k),
-                "rss_gib": round(rss_gib("VmRSS"), 3),
-                "peak_rss_gib": round(rss_gib("VmHWM"), 3),
+                "rss_gib": round(status_gb("VmRSS"), 3),
+                "peak_rss_gib": round(status_gb("VmHWM"), 3),
                 "cache_tokens": session.cache_tokens,
                 "evicted_tokens": evicted,
                 "elapsed_s": round(time.perf_counter() - start, 1),

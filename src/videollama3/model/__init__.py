@@ -6,6 +6,7 @@
 - :mod:`.projector`: ``mlp2x_gelu``; :mod:`.pruning`: the Differential Frame Pruner;
 - :mod:`.modeling`: ``VideoLLaMA3ForCausalLM`` (merging visual tokens, pruning, batching, generation);
 - :mod:`.layouts`: checkpoint layouts (official / transformers), validation, conversion;
+- :mod:`.sampling`: top-p filtering (serving and live sessions);
 - :mod:`.live`: a live session (frames in one at a time, questions at any time, exactly as offline);
 - :mod:`.llm_cache`, :mod:`.token_layout`: the KV-cache argument across transformers releases; tokens per
   visual item and positions.

@@ -50,6 +50,7 @@ from transformers import DynamicCache
 from ..errors import InputError, MediaError
 from .llm_cache import cache_kwargs
 from .pruning import item_pruning_mask
+from .sampling import nucleus
 from .token_layout import merged_tokens
 
 if TYPE_CHECKING:
@@ -484,10 +485,8 @@ def _pick(logits: torch.Tensor, temperature: float, top_p: float, generator: tor
         return int(logits.argmax())
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     if top_p < 1:
-        sorted_probs, order = probs.sort(descending=True)
-        outside = sorted_probs.cumsum(-1) - sorted_probs >= top_p  # tokens after the nucleus is full
-        sorted_probs[outside] = 0
-        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+        kept, order = nucleus(probs, top_p)
+        probs = torch.zeros_like(probs).scatter_(0, order, kept)  # back in vocabulary order
     return int(torch.multinomial(probs, 1, generator=generator))
 
 

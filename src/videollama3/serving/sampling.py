@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from ..model.sampling import nucleus
+
 if TYPE_CHECKING:
     from .scheduler import SequenceState
 
@@ -24,11 +26,7 @@ def sample_tokens(logits: torch.Tensor, seqs: Sequence[SequenceState]) -> torch.
     top_p = torch.tensor([seqs[i].params.top_p for i in rows], device=logits.device)
     probs = F.softmax(logits[index] / temperature[:, None], dim=-1)
     if bool((top_p < 1).any()):
-        sorted_probs, order = probs.sort(-1, descending=True)
-        # Keep the smallest prefix whose mass reaches top_p (the most likely token always stays).
-        drop = (sorted_probs.cumsum(-1) - sorted_probs) >= top_p[:, None]
-        drop[:, 0] = False
-        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+        sorted_probs, order = nucleus(probs, top_p)
     else:
         sorted_probs, order = probs, None
     for j, i in enumerate(rows):
