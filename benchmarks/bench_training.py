@@ -136,7 +136,7 @@ def main() -> None:
 
 def make_trainer(mode: str, tmp: Path, init: Path, files: list[Path], args, device: torch.device):
     """A set-up :class:`StageTrainer` on the benchmark data, packing or padding."""
-    from videollama3.training.distributed import DistEnv
+    from videollama3.distributed import DistEnv
     from videollama3.training.recipe import recipe_from_dict
     from videollama3.training.trainer import StageTrainer
 

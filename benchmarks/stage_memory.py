@@ -22,7 +22,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from videollama3.training.distributed import destroy_distributed, init_distributed
+from videollama3.distributed import destroy_distributed, init_distributed
 from videollama3.training.recipe import load_recipe
 from videollama3.training.trainer import StageTrainer
 

@@ -107,8 +107,8 @@ def test_stale_world_data_is_not_reused(dataset, tmp_path):
     nothing is deleted (it once was silently trained on)."""
     import shutil
 
+    from videollama3.distributed import DistEnv
     from videollama3.errors import ConfigError
-    from videollama3.training.distributed import DistEnv
     from videollama3.training.recipe import load_recipe
     from videollama3.training.runner import prepare_world
 
@@ -143,8 +143,8 @@ def test_media_of_another_generator_is_rendered_again(tmp_path):
 
 def test_initial_model_built_otherwise_is_not_reused(tmp_path):
     """An initial model with another seed or perception pretraining stops the recipe before any work; it is kept."""
+    from videollama3.distributed import DistEnv
     from videollama3.errors import ConfigError
-    from videollama3.training.distributed import DistEnv
     from videollama3.training.recipe import load_recipe
     from videollama3.training.runner import prepare_world
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .distributed import DistEnv, barrier, broadcast_object
+from ..distributed import DistEnv, barrier, broadcast_object
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 

@@ -17,18 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# The process helpers, also under this module's name (checkpointing and benchmarks/ import them from here).
-from ..distributed import DistEnv, all_reduce, barrier, broadcast_object, destroy_distributed, init_distributed
-
-__all__ = [
-    "DistEnv",
-    "all_reduce",
-    "barrier",
-    "broadcast_object",
-    "destroy_distributed",
-    "init_distributed",
-    "shard_model",
-]
+__all__ = ["shard_model"]
 
 
 def shard_model(root: nn.Module, base: nn.Module, bf16: bool) -> None:
