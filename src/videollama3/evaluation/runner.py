@@ -180,15 +180,8 @@ def load_benchmark(name: str, benchmark: Benchmark, root: Path, strict: bool = F
 # --------------------------------------------------------------------------------------------------
 
 
-def evaluate(job: EvalJob | list[str], *args: Any, **kwargs: Any) -> dict[str, dict[str, Any]]:
-    """Run ``job``; returns ``{benchmark: scores}`` on rank 0 ({} elsewhere).
-
-    ``evaluate(benchmarks, data_root, output, ...)`` with the fields of :class:`EvalJob` builds the job.
-    """
-    if not isinstance(job, EvalJob):
-        job = EvalJob(job, *args, **kwargs)
-    elif args or kwargs:
-        raise TypeError("evaluate(job) takes no other arguments")
+def evaluate(job: EvalJob) -> dict[str, dict[str, Any]]:
+    """Run ``job``; returns ``{benchmark: scores}`` on rank 0 ({} elsewhere)."""
     env = init_distributed(job.dist_timeout, objects_only=True)
     try:
         # Each rank reads the annotations (they are small; media stay on disk).

@@ -72,11 +72,6 @@ GENERIC_CONFIG_KEYS = (
 NON_TEXT_KEYS = ("architectures", "auto_map", "model_type", "transformers_version", "torch_dtype", "dtype")
 
 
-# ---------------------------------------------------------------------------- resolving a name
-# A checkpoint folder, or a Hub repo id resolved through the Hugging Face cache (see ``videollama3.hub``).
-resolve_checkpoint_dir = resolve_folder
-
-
 # ---------------------------------------------------------------------------- configs
 def read_config_dict(folder: Path) -> dict[str, Any]:
     file = folder / "config.json"

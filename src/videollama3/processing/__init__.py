@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-from ..hub import resolve_processor_folder as resolve_pretrained_folder  # a processor checkpoint's folder
 from .chat_template import DEFAULT_SYSTEM_PROMPT, IMAGE_TOKEN, render_conversation
 from .image import ImageReader, target_sizes
 from .image_processing import OFFICIAL_IMAGE_PROCESSOR_TYPE, VideoLLaMA3ImageProcessor
@@ -55,6 +54,5 @@ __all__ = [
     "plan_video",
     "register_auto_classes",
     "render_conversation",
-    "resolve_pretrained_folder",
     "target_sizes",
 ]

@@ -149,6 +149,7 @@ def evaluate(
 
     ``use_token_compression`` switches the Differential Frame Pruner on or off (default: the checkpoint's
     setting). ``device``: where the model runs (``"cuda"`` on a GPU)."""
+    from ..evaluation.runner import EvalJob
     from ..evaluation.runner import evaluate as run_evaluation
     from . import default_model_path
 
@@ -159,7 +160,7 @@ def evaluate(
     register()
     settings = EvalSettings(max_new_tokens=MAX_NEW_TOKENS, batch_size=batch_size)
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_evaluation(
+        job = EvalJob(
             ["synthetic"],
             str(folder),
             output or tmp,
@@ -170,6 +171,7 @@ def evaluate(
             show_progress=show_progress,
             print_summary=False,
         )
+        results = run_evaluation(job)
     return results["synthetic"]["metrics"]
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from ..hub import resolve_folder, resolve_processor_folder
 from ..model.configuration import (
     MODEL_TYPE,
     VISION_FIELDS,
@@ -40,7 +41,6 @@ from ..model.layouts import (
     ShardedWeights,
     load_config,
     read_config_dict,
-    resolve_checkpoint_dir,
     validate_checkpoint,
     weight_files,
 )
@@ -140,10 +140,10 @@ def build_initial_checkpoint(
 
     from ..model.modeling import VideoLLaMA3ForCausalLM
     from ..model.projector import build_projector
-    from ..processing import VideoLLaMA3ImageProcessor, VideoLLaMA3Processor, resolve_pretrained_folder
+    from ..processing import VideoLLaMA3ImageProcessor, VideoLLaMA3Processor
 
-    llm_dir = resolve_checkpoint_dir(llm)
-    vision_dir = resolve_checkpoint_dir(vision_encoder)
+    llm_dir = resolve_folder(llm)
+    vision_dir = resolve_folder(vision_encoder)
     llm_config = read_config_dict(llm_dir)
     if llm_config.get("model_type") != "qwen2":
         raise CheckpointError(
@@ -154,7 +154,7 @@ def build_initial_checkpoint(
     with atomic_directory(output_dir) as tmp:
         # Tokenizer and processor files first: the <image> id goes into the model config.
         if processor is not None:
-            processor_dir = resolve_pretrained_folder(processor)  # tokenizer and configs only, no weights
+            processor_dir = resolve_processor_folder(processor)  # tokenizer and configs only, no weights
             for name in PROCESSOR_FILES:
                 if name != "generation_config.json" and (processor_dir / name).is_file():
                     shutil.copy2(processor_dir / name, tmp / name)

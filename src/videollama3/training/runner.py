@@ -94,7 +94,7 @@ def export_final(recipe: Recipe, env: DistEnv) -> None:
 
 def resolve_init(recipe: Recipe, index: int, env: DistEnv) -> Path:
     """The checkpoint folder stage ``index`` starts from (assembling it from an LLM + encoder if needed)."""
-    from ..model.layouts import resolve_checkpoint_dir
+    from ..hub import resolve_folder
 
     stage = recipe.stages[index]
     init: InitConfig = recipe.stage_init(index)
@@ -105,7 +105,7 @@ def resolve_init(recipe: Recipe, index: int, env: DistEnv) -> Path:
                 f"stage {stage.name} starts from {path}, the output of stage {recipe.stages[index - 1].name}, "
                 "which does not exist yet: run that stage first"
             )
-        return resolve_checkpoint_dir(init.checkpoint)
+        return resolve_folder(init.checkpoint)
     if init.llm is None or init.vision_encoder is None:
         raise ConfigError(f"stage {stage.name}: init needs `checkpoint`, or both `llm` and `vision_encoder`")
     target = recipe.stage_dir(stage) / "init"
