@@ -47,13 +47,20 @@ def model_or_bundled(model: str | None, example: str = "DAMO-NLP-SG/VideoLLaMA3-
     """``--model``, or the bundled synthetic-world model (saying so on stderr: it only knows that world)."""
     if model:
         return model
-    from ..synthetic import default_model_path
+    from ..errors import CheckpointError
+    from ..synthetic import bundled_part_path, default_model_path
 
-    bundled = default_model_path()
+    try:
+        bundled = default_model_path()
+    except (CheckpointError, ConfigError) as exc:
+        raise ConfigError(
+            f"no --model given and the bundled model cannot be used ({exc}); or pass --model with a VideoLLaMA3 "
+            f"checkpoint folder or Hub id (e.g. {example})"
+        ) from exc
     if not (bundled / "config.json").is_file():
         raise ConfigError(
-            f"no --model given and the bundled model is missing ({bundled}): reinstall videollama3, or pass "
-            f"--model with a VideoLLaMA3 checkpoint folder or Hub id (e.g. {example})"
+            f"no --model given and the bundled model is missing ({bundled_part_path()}): reinstall videollama3, "
+            f"or pass --model with a VideoLLaMA3 checkpoint folder or Hub id (e.g. {example})"
         )
     print(f"model: {bundled} (bundled synthetic-world model; --model selects another)", file=sys.stderr)
     return str(bundled)

@@ -6,7 +6,9 @@
 - :mod:`.tasks`: captions, question-answer pairs (open and multiple choice) and text-only instructions,
   with exact scoring;
 - :mod:`.writer`: datasets in the official training annotation format, and held-out benchmarks;
-- :mod:`.model`: the tokenizer (byte-level BPE) and the randomly initialised small model;
+- :mod:`.model`: the initial models: on SmolLM2-135M-Instruct (:mod:`.base_llm`), or from scratch (a
+  byte-level BPE tokenizer and a random small LLM);
+- :mod:`.bundle`: the bundled model as it ships (what training changed from the base LLM) and its assembly;
 - :mod:`.benchmark`: the ``synthetic`` evaluation benchmark and :func:`evaluate`;
 - :mod:`.tiny`: the world's tiny size (coloured shapes, a moving dot, sums; a random Qwen2 LLM and SigLIP
   encoder as base parts), seconds to write: the ``tiny`` recipe and the training tests.
@@ -24,11 +26,19 @@ from pathlib import Path
 BUNDLED_MODEL_NAME = "synthetic-model"
 
 
-def default_model_path() -> Path:
-    """The checkpoint folder of the small model bundled with the package (the default of chat and demo)."""
+def bundled_part_path() -> Path:
+    """The folder of the bundled model's trained part in the package (:mod:`.bundle`)."""
     from importlib import resources
 
     return Path(str(resources.files("videollama3") / "assets" / BUNDLED_MODEL_NAME))
+
+
+def default_model_path() -> Path:
+    """The checkpoint folder of the small model bundled with the package (the default of chat and demo):
+    its trained part assembled with the base LLM, in the cache (built on first use, in seconds)."""
+    from .bundle import assemble
+
+    return assemble(bundled_part_path())
 
 
 def evaluate(model_dir=None, n: int = 200, seed: int = 0, **kwargs):
@@ -38,4 +48,4 @@ def evaluate(model_dir=None, n: int = 200, seed: int = 0, **kwargs):
     return _evaluate(model_dir, n, seed, **kwargs)
 
 
-__all__ = ["BUNDLED_MODEL_NAME", "default_model_path", "evaluate"]
+__all__ = ["BUNDLED_MODEL_NAME", "bundled_part_path", "default_model_path", "evaluate"]

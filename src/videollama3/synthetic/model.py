@@ -292,7 +292,11 @@ def build_initial_model(
 
 
 def initial_model_mismatch(
-    folder: str | os.PathLike, seed: int = 0, perception_steps: int = 0, perception_precision: str = "fp32"
+    folder: str | os.PathLike,
+    seed: int = 0,
+    perception_steps: int = 0,
+    perception_precision: str = "fp32",
+    base_llm: str | None = None,
 ) -> str | None:
     """Why the initial model already in ``folder`` is not the one :func:`build_initial_model` would write
     with these arguments (``None``: it is, or there is none)."""
@@ -302,10 +306,68 @@ def initial_model_mismatch(
     if not (folder / INFO_FILE).is_file():
         return f"it has no {INFO_FILE}, so how it was built is unknown"
     info = json.loads((folder / INFO_FILE).read_text())
-    built = {"seed": info.get("seed"), "perception_steps": info.get("perception_steps")}
-    wanted = {"seed": seed, "perception_steps": perception_steps}
+    built = {
+        "seed": info.get("seed"),
+        "perception_steps": info.get("perception_steps"),
+        "base_llm": "smollm2" if info.get("base_llm") else None,
+    }
+    wanted = {"seed": seed, "perception_steps": perception_steps, "base_llm": base_llm}
     if perception_steps:  # written since bf16 became an option; fp32 before
         built["perception_precision"] = info.get("perception_precision", "fp32")
         wanted["perception_precision"] = perception_precision
     differing = [f"{key} {built[key]!r} vs {value!r}" for key, value in wanted.items() if built[key] != value]
     return "it was built with " + ", ".join(differing) if differing else None
+
+
+def build_initial_model_on_base(
+    folder: str | os.PathLike,
+    seed: int = 0,
+    perception_steps: int = 0,
+    perception_precision: str = "fp32",
+    base_dir: str | os.PathLike | None = None,
+) -> Path:
+    """The initial checkpoint of the synthetic recipe on a pretrained LLM, as the paper builds its models:
+    SmolLM2-135M-Instruct (:func:`~videollama3.synthetic.base_llm.base_llm_dir`), with the new token rows
+    (``<image>``, ``<|stream_start|>``, ``<|stream_end|>``), the small encoder (perception-pretrained with
+    ``perception_steps``), a random projector, the world's processor files and the official chat template.
+    """
+    import tempfile
+
+    import torch
+
+    from ..training.initialize import build_initial_checkpoint
+    from .base_llm import base_llm_dir
+
+    folder = Path(folder)
+    base = Path(base_dir) if base_dir is not None else base_llm_dir()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".encoder-") as tmp:
+        # The encoder's perception pretraining needs only a processor that merges the world's pictures 2 x 2.
+        encoder_model = build_initial_model(
+            Path(tmp) / "encoder",
+            seed=seed,
+            corpus_scale=0.02,
+            perception_steps=perception_steps,
+            perception_precision=perception_precision,
+        )
+        info = json.loads((encoder_model / INFO_FILE).read_text())
+        build_initial_checkpoint(base, encoder_model, folder, dtype=torch.float32, seed=seed)
+    processor_files(folder)
+    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    llm_config = json.loads((base / "config.json").read_text())
+    generation = {  # greedy, ending at <|im_end|> (SmolLM2-Instruct's end of turn), as the world's model does
+        "bos_token_id": llm_config.get("bos_token_id"),
+        "eos_token_id": llm_config["eos_token_id"],
+        "pad_token_id": llm_config["pad_token_id"],
+        "do_sample": False,
+    }
+    (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    config_file = folder / "tokenizer_config.json"
+    tokenizer_config["chat_template"] = chat_template()
+    config_file.write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False) + "\n")
+    for stray in ("chat_template.jinja", "chat_template.json"):  # the LLM's own template would win over ours
+        (folder / stray).unlink(missing_ok=True)
+    base_info = json.loads((base / "videollama3_base.json").read_text())
+    info.update({"base_llm": base_info, "size": None})
+    (folder / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return folder

@@ -192,12 +192,13 @@ class WorldConfig:
     questions: int = 8
     perception_steps: int = 0  # perception pretraining of the initial model's encoder (0: random encoder)
     perception_precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast, fp32 weights
+    base_llm: Literal["smollm2"] | None = None  # a pretrained LLM (synthetic.base_llm) instead of a random one
     samples: int = 48  # tiny: items per annotation file (captions, VQA with multi-image, video, text-only)
 
 
 # Fields of ``world`` that only one size reads (setting one for the other size is an error).
 WORLD_SIZE_FIELDS = {
-    "full": ("images", "videos", "texts", "questions", "perception_steps", "perception_precision"),
+    "full": ("images", "videos", "texts", "questions", "perception_steps", "perception_precision", "base_llm"),
     "tiny": ("samples",),
 }
 
@@ -221,6 +222,9 @@ class Recipe:
     init: InitConfig | None = None  # stage 1's starting point (a stage's own ``init`` wins)
     world: WorldConfig | None = None  # the synthetic world to write before training
     export_dir: str | None = None  # the last stage's final model is also copied here (e.g. the bundled model)
+    # "checkpoint": a copy of the final model; "trained-part": what training changed from world.base_llm
+    # (videollama3.synthetic.bundle), which is assembled with the base on first use
+    export_format: Literal["checkpoint", "trained-part"] = "checkpoint"
     source: str | None = None  # where the recipe was read from (informational)
 
     def stage_dir(self, stage: StageConfig | str) -> Path:
@@ -342,6 +346,8 @@ def recipe_from_dict(raw: Any, overrides: list[str] | tuple[str, ...] = (), wher
     recipe = _build(Recipe, _interpolate(raw, variables), where)
     if recipe.world is not None:
         _check_world_fields(raw["world"], recipe.world.size, where)
+    if recipe.export_format == "trained-part" and (recipe.world is None or recipe.world.base_llm is None):
+        raise ConfigError(f"{where}: export_format trained-part needs world.base_llm (the base it is a part of)")
     return recipe
 
 

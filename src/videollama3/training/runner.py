@@ -36,7 +36,7 @@ def prepare_world(recipe: Recipe, env: DistEnv) -> None:
         barrier(env)
         return
 
-    from ..synthetic.model import build_initial_model, initial_model_mismatch
+    from ..synthetic.model import build_initial_model, build_initial_model_on_base, initial_model_mismatch
     from ..synthetic.writer import WorldSpec, dataset_mismatch, write_dataset
 
     spec = WorldSpec(
@@ -59,6 +59,7 @@ def prepare_world(recipe: Recipe, env: DistEnv) -> None:
         seed=world.seed,
         perception_steps=world.perception_steps,
         perception_precision=world.perception_precision,
+        base_llm=world.base_llm,
     )
     if stale:
         raise ConfigError(
@@ -69,8 +70,9 @@ def prepare_world(recipe: Recipe, env: DistEnv) -> None:
         print(f"rendering the synthetic world's training data to {data}", flush=True)
         write_dataset(data, spec)
     if env.is_main and not (init / "config.json").is_file():
-        print(f"writing the small model training starts from to {init}", flush=True)
-        build_initial_model(
+        print(f"writing the model training starts from to {init}", flush=True)
+        build = build_initial_model_on_base if world.base_llm else build_initial_model
+        build(
             init,
             seed=world.seed,
             perception_steps=world.perception_steps,
@@ -80,9 +82,16 @@ def prepare_world(recipe: Recipe, env: DistEnv) -> None:
 
 
 def export_final(recipe: Recipe, env: DistEnv) -> None:
-    """Copy the last stage's final model to ``recipe.export_dir`` (replacing what is there)."""
+    """Copy the last stage's final model to ``recipe.export_dir`` (replacing what is there), or with
+    ``export_format: trained-part`` write only what training changed from the base LLM."""
     source, target = recipe.stage_output(recipe.stages[-1]), Path(recipe.export_dir)
-    if env.is_main and source.is_dir():
+    if env.is_main and source.is_dir() and recipe.export_format == "trained-part":
+        from ..synthetic.bundle import write_trained_part
+
+        rank = sum(stage.lora.r for stage in recipe.stages if stage.lora.enabled)
+        write_trained_part(source, target, max_rank=rank)
+        print(f"exported the trained part of {source} to {target}", flush=True)
+    elif env.is_main and source.is_dir():
         staging = target.with_name(target.name + ".tmp")
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(source, staging)
