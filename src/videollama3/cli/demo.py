@@ -6,8 +6,8 @@ Examples::
     videollama3 demo --seed 7 --image      # an image instead
     videollama3 demo --model runs/synthetic/stage4/final --out demo/   # another model; keep the video
 
-Nothing is downloaded: the bundled model (``videollama3.synthetic.default_model_path()``) answers unless
-``--model`` names another checkpoint.
+Nothing is downloaded: the bundled model (``videollama3.synthetic.default_model_path()``: its trained part,
+assembled with the base LLM on first use) answers unless ``--model`` names another checkpoint.
 """
 
 from __future__ import annotations
@@ -37,11 +37,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--questions must be >= 1, got {args.questions}")
     from ..evaluation.base import EvalSettings, image_item, text_item, user_turn, video_item
     from ..evaluation.predictors import ModelPredictor, Request
-    from ..synthetic import default_model_path, render, tasks, world
+    from ..synthetic import render, tasks, world
+    from .options import model_or_bundled
 
-    model = args.model or str(default_model_path())
-    if not Path(model).is_dir() and args.model is None:
-        raise ConfigError(f"the bundled model is missing ({model}): reinstall videollama3 or pass --model")
+    model = model_or_bundled(args.model)
     seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000)
     world_seed = DEMO_SEED_OFFSET + seed
     settings = EvalSettings(max_new_tokens=32)

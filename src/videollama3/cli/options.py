@@ -48,7 +48,7 @@ def model_or_bundled(model: str | None, example: str = "DAMO-NLP-SG/VideoLLaMA3-
     if model:
         return model
     from ..errors import CheckpointError
-    from ..synthetic import bundled_part_path, default_model_path
+    from ..synthetic import default_model_path
 
     try:
         bundled = default_model_path()
@@ -59,7 +59,7 @@ def model_or_bundled(model: str | None, example: str = "DAMO-NLP-SG/VideoLLaMA3-
         ) from exc
     if not (bundled / "config.json").is_file():
         raise ConfigError(
-            f"no --model given and the bundled model is missing ({bundled_part_path()}): reinstall videollama3, "
+            f"no --model given and the bundled model is missing ({bundled}): reinstall videollama3, "
             f"or pass --model with a VideoLLaMA3 checkpoint folder or Hub id (e.g. {example})"
         )
     print(f"model: {bundled} (bundled synthetic-world model; --model selects another)", file=sys.stderr)
