@@ -68,7 +68,8 @@ def resolve_folder(
     subfolder: str | None = None,
     **_ignored: Any,
 ) -> Path:
-    """The local folder of ``name_or_path`` (and its ``subfolder``).
+    """The local folder of ``name_or_path`` (and its ``subfolder``); for the trained part of a model on a base
+    LLM (the bundled model's folder, :mod:`videollama3.synthetic.bundle`), the assembled checkpoint's.
 
     Args:
         name_or_path: a folder (``~`` expanded), or a Hub repo id ``owner/name`` that is not a folder here.
@@ -85,7 +86,12 @@ def resolve_folder(
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        return _subfolder(path, subfolder, name_or_path)
+        folder = _subfolder(path, subfolder, name_or_path)
+        if (folder / "trained_part.json").is_file():  # the bundled model as it ships: assembled on first use
+            from .synthetic.bundle import assemble
+
+            return assemble(folder)
+        return folder
     if path.exists():
         raise CheckpointError(f"{path}: expected a checkpoint folder, found a file")
     name = str(name_or_path)

