@@ -48,7 +48,7 @@ def processor():
     return VideoLLaMA3Processor.from_pretrained(FIXTURE_MODEL, use_token_compression=False)
 
 
-def build(processor, record, seed=0, index=0, prune=False):
+def build(processor, record, seed=0, index=0, prune=False, turn_labels=False):
     return build_stream_sample(
         record,
         FIXTURE_MEDIA,
@@ -60,6 +60,7 @@ def build(processor, record, seed=0, index=0, prune=False):
         prune=prune,
         add_system_prompt=False,
         generator=sampling_generator(seed, index),
+        turn_labels=turn_labels,
     )
 
 
@@ -121,6 +122,47 @@ def test_negative_sampling_keeps_every_frame_target_when_they_are_one_type(proce
     labels = [build(processor, THREE_FRAMES, seed=seed, index=index).labels for seed, index in [(0, 0), (1, 5), (7, 3)]]
     assert all(torch.equal(labels[0], other) for other in labels[1:])
     assert int((labels[0] != IGNORE_INDEX).sum()) == 3 * 2 + 4
+
+
+def with_first(message: list[tuple[str, bool]], supervised: bool = True) -> list[tuple[str, bool]]:
+    """``message`` with its first token's label switched."""
+    return [(message[0][0], supervised)] + message[1:]
+
+
+def test_turn_labels_supervise_the_respond_now_token_after_each_frame(processor):
+    sample = build(processor, THREE_FRAMES, turn_labels=True)
+    user = [("<|im_start|>", False), ("u", False), ("s", False), ("er", False), ("\n", False)]
+    user += [("W", False), ("hat", False), ("?", False), ("<|im_end|>", False), ("\n", False)]
+    assistant = [("<|im_start|>", False), ("as", False), ("s", False), ("istant", False), ("\n", False)]
+    assistant += [("Y", True), ("es", True), (".", True), ("<|im_end|>", True), ("\n", False)]
+    # After frame 0 comes frame 1: its <|stream_start|> ("stay silent") is supervised. After frame 1 comes the
+    # user's question: not supervised (the video cannot tell when the user asks). After frame 2 comes the answer:
+    # its <|im_start|> ("speak") is supervised. One silent and one speaking position: the balancing keeps both.
+    expected = frame() + with_first(frame()) + user + frame() + with_first(assistant)
+    assert tokens_and_mask(processor, sample) == expected
+    # Without the option, the official training labels (test above), whatever else the option would add.
+    assert tokens_and_mask(processor, build(processor, THREE_FRAMES)) == frame() + frame() + user + frame() + assistant
+
+
+def test_turn_labels_balance_silent_against_speaking_positions(processor):
+    record = with_(conversation=[{"role": "assistant", "content": "Yes.", "time": 2.0}])
+    assistant = [("<|im_start|>", True), ("as", False), ("s", False), ("istant", False), ("\n", False)]
+    assistant += [("Y", True), ("es", True), (".", True), ("<|im_end|>", True), ("\n", False)]
+    kept_silent = set()
+    for seed in range(6):
+        marks = tokens_and_mask(processor, build(processor, record, seed=seed, turn_labels=True))
+        # frame 0, frame 1 (its <|stream_start|> is a silent position), frame 2 (another), the answer (speaking)
+        silent = [marks[len(frame())][1], marks[2 * len(frame())][1]]
+        assert silent.count(True) == 1  # two silent positions, one speaking: one silent label is dropped
+        kept_silent.add(silent.index(True))
+        # The frames' own targets and the answer are untouched by the balancing of the turn positions.
+        rest = marks[: len(frame())] + marks[len(frame()) + 1 : 2 * len(frame())] + marks[2 * len(frame()) + 1 :]
+        assert rest == frame() + frame()[1:] + frame()[1:] + assistant
+        # Which one: randperm(2) of the sample's generator; the first balancing (the frames' targets, one
+        # type) draws nothing.
+        dropped = int(torch.randperm(2, generator=sampling_generator(seed, 0))[0])
+        assert silent == [dropped == 1, dropped == 0]
+    assert kept_silent == {0, 1}  # the seed decides which silent position keeps its label
 
 
 def test_stream_message_types_the_token_after_the_frame():
@@ -326,6 +368,19 @@ def test_dataset_serves_stream_records_deterministically(tmp_path, processor):
     assert first.pixel_values.shape[0] == 3 * 8 * 14 and first.num_targets == 10
     bad = dataset[1]
     assert isinstance(bad, BadSample) and bad.kind == "missing_media" and bad.where == "stream.jsonl:2"
+
+
+def test_the_recipe_option_turns_on_turn_labels_in_the_dataset(tmp_path, processor):
+    from videollama3.training.recipe import load_recipe
+
+    assert load_recipe("tiny").stages[0].data.stream_turn_labels is False
+    recipe = load_recipe("tiny", ["data.stream_turn_labels=true"])
+    assert all(stage.data.stream_turn_labels is True for stage in recipe.stages)
+    file = write_stream_file(tmp_path, [THREE_FRAMES])
+    config = DataConfig(sources=[SourceConfig(path=str(file))], mm_max_length=256, stream_turn_labels=True)
+    sample = SupervisedDataset([Source(file, FIXTURE_MEDIA, 1.0, "stream")], FIXTURE_MODEL, config, seed=3)[0]
+    reference = build(processor, THREE_FRAMES, seed=3, index=0, turn_labels=True)
+    assert torch.equal(sample.labels, reference.labels) and sample.num_targets == 10 + 2
 
 
 def test_pre_sized_frames_match_the_processors_own_video_pixels(processor):

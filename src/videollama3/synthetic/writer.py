@@ -9,6 +9,7 @@ Layout of a dataset folder (all media paths in the annotations are relative to i
     image_qa.jsonl                   multi-turn question answering on each image
     video_qa.jsonl                   multi-turn temporal question answering on each video
     text.jsonl                       text-only instructions (no media key)
+    stream.jsonl                     live narration of each video: streaming records (synthetic/narration.py)
     meta.json                        spec (seed, counts), generator version, file list
 
 The first human turn starts with ``<image>\\n`` / ``<video>\\n``. A fraction of the records (``system_ratio``)
@@ -31,11 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import render, tasks, world
+from . import narration, render, tasks, world
 
 IMAGE_CAPTION_PROMPTS = ("Describe the image.", "What is in the image?", "Describe this image briefly.")
 VIDEO_CAPTION_PROMPTS = ("Describe the video.", "What happens in the video?", "Describe what happens, with times.")
 ANNOTATION_FILES = ("image_captions.jsonl", "video_captions.jsonl", "image_qa.jsonl", "video_qa.jsonl", "text.jsonl")
+STREAM_FILE = "stream.jsonl"  # streaming records (docs/streaming.md), not in the conversations format
 BENCHMARK_FILE = "benchmark.jsonl"
 FORMAT_VERSION = 1
 
@@ -45,7 +47,7 @@ def generator_fingerprint() -> str:
     """Digest of the code that generates the world. Data (or a benchmark) written by another version is
     never reused: it would train or score a model on questions the current world does not ask."""
     digest = hashlib.sha256()
-    for module in ("world.py", "tasks.py", "render.py", "writer.py"):
+    for module in ("world.py", "tasks.py", "render.py", "writer.py", "narration.py"):
         digest.update((Path(__file__).parent / module).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -153,6 +155,12 @@ def video_records(spec: WorldSpec, index: int, rel_path: str) -> tuple[dict, dic
     return caption, qa
 
 
+def stream_record(spec: WorldSpec, index: int, rel_path: str) -> dict:
+    """The live-narration streaming record of video ``index`` (:func:`.narration.stream_record`)."""
+    scene = world.sample_video_scene(spec.seed, index, fps=spec.video_fps)
+    return narration.stream_record(scene, rel_path, tasks.qa_rng(spec.seed, index, 13))
+
+
 def text_record(spec: WorldSpec, index: int) -> dict:
     qas = tasks.text_conversation(spec.seed, index, spec.questions_per_text)
     rng = tasks.qa_rng(spec.seed, index, 12)
@@ -193,7 +201,7 @@ def write_dataset(
     written = _written_meta(out)
     reuse_media = written is not None and written.get("generator") == generator_fingerprint()
     (out / "meta.json").unlink(missing_ok=True)  # written last: a folder without it is incomplete
-    files = {name: out / name for name in ANNOTATION_FILES}
+    files = {name: out / name for name in (*ANNOTATION_FILES, STREAM_FILE)}
     handles = {name: open(path, "w") for name, path in files.items()}  # noqa: SIM115 - closed below
     bar = _progress(spec.images + spec.videos + spec.num_texts, "synthetic world", progress)
     try:
@@ -212,6 +220,7 @@ def write_dataset(
             caption, qa = video_records(spec, i, rel)
             handles["video_captions.jsonl"].write(json.dumps(caption) + "\n")
             handles["video_qa.jsonl"].write(json.dumps(qa) + "\n")
+            handles[STREAM_FILE].write(json.dumps(stream_record(spec, i, rel)) + "\n")
             bar.update(1)
         for i in range(spec.num_texts):
             handles["text.jsonl"].write(json.dumps(text_record(spec, i)) + "\n")

@@ -274,6 +274,7 @@ class SupervisedDataset(Dataset):
             prune=c.use_token_compression,
             add_system_prompt=c.add_system_prompt,
             generator=sampling_generator(self.seed, index),
+            turn_labels=c.stream_turn_labels,
         )
         return built.input_ids, built.labels, built.visual
 

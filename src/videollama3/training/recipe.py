@@ -75,6 +75,9 @@ class DataConfig:
     video_merge_size: int = 2
     use_token_compression: bool = False  # Differential Frame Pruner (stages 3 and 4)
     add_system_prompt: bool = False  # the official training renders no default system message
+    # streaming records: also supervise the token after each frame that says "stay silent" or "speak"
+    # (the inference copy's labelling; docs/streaming.md). False: the official training labels exactly.
+    stream_turn_labels: bool = False
     num_workers: int = 4  # DataLoader worker processes (0 = load in the training process)
     prefetch_factor: int = 4  # samples each worker prepares ahead
     max_bad_fraction: float = 0.05  # stop the run when more of the samples seen so far are unusable

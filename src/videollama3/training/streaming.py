@@ -23,6 +23,10 @@ A record::
    that token, 0 otherwise); types are balanced by un-supervising random positions of the larger types
    down to the smallest type's count. The draw is seeded by (dataset seed, sample index) here, where the
    official code uses the unseeded global torch generator.
+5. Optional (``turn_labels``, the recipe's ``data.stream_turn_labels``): also supervise the first token of
+   the stream or assistant message that follows a frame (``<|stream_start|>``: stay silent, ``<|im_start|>``:
+   speak), as the official inference copy's labelling does, balanced silent against speaking by the same
+   negative sampling (a second draw, over these positions only).
 """
 
 from __future__ import annotations
@@ -348,8 +352,12 @@ def build_stream_sample(
     prune: bool,
     add_system_prompt: bool,
     generator: torch.Generator,
+    turn_labels: bool = False,
 ) -> StreamSample:
-    """A streaming record -> ids, labels (negative sampling applied) and the pixels of the frames it shows."""
+    """A streaming record -> ids, labels (negative sampling applied) and the pixels of the frames it shows.
+
+    ``turn_labels``: also supervise the respond-now decision after each frame (:func:`turn_label_types`).
+    """
     from ..processing.chat_template import DEFAULT_SYSTEM_PROMPT
 
     stream = parse_stream_record(record, data_folder)
@@ -377,4 +385,36 @@ def build_stream_sample(
         types.append(message_types)
     input_ids = torch.cat(ids)
     labels = balance_sample_types(torch.cat(labels), torch.cat(types), generator)
+    if turn_labels:
+        # A draw of its own, after the official one: without turn labels the labels stay the official ones
+        # (same generator state), and the frames' own targets are not thinned to the count of speaking turns.
+        turns = turn_label_types(sequence, [len(m) for m in ids], input_ids)
+        labels = torch.where(turns > -1, input_ids, labels)
+        labels = balance_sample_types(labels, turns, generator)
     return StreamSample(input_ids, labels, visual, shown)
+
+
+def turn_label_types(
+    sequence: Sequence[StreamFrame | TimedMessage], lengths: Sequence[int], input_ids: torch.Tensor
+) -> torch.Tensor:
+    """Sample types of the respond-now positions: the first token of each message that follows a frame.
+
+    The token is ``<|stream_start|>`` (another frame: stay silent) or ``<|im_start|>`` (an assistant turn:
+    speak); its type is its id, as in the official inference copy. A user or system message after a frame is
+    left out (the inference copy types it too): what the user says next cannot be seen in the video, and a
+    live session never asks the model there (``ask`` appends the question itself).
+
+    Args:
+        sequence: the interleaved messages; lengths: tokens of each, in ``input_ids`` (L,).
+
+    Returns:
+        (L,) the token id at the supervised positions, -100 elsewhere.
+    """
+    types = torch.full_like(input_ids, IGNORE_INDEX)
+    start = 0
+    for k, (message, length) in enumerate(zip(sequence, lengths)):
+        follows_frame = k > 0 and isinstance(sequence[k - 1], StreamFrame)
+        if follows_frame and (isinstance(message, StreamFrame) or message.role == "assistant"):
+            types[start] = input_ids[start]
+        start += length
+    return types
