@@ -10,6 +10,7 @@ import pytest
 import torch
 from train_helpers import FIXTURE_MEDIA, FIXTURE_MODEL, one_stage_recipe
 
+from videollama3.processing import load_video
 from videollama3.training.annotations import SampleError
 from videollama3.training.data import BadSample, Source, SupervisedDataset
 from videollama3.training.labels import IGNORE_INDEX, ChatTokens
@@ -129,18 +130,27 @@ def with_first(message: list[tuple[str, bool]], supervised: bool = True) -> list
     return [(message[0][0], supervised)] + message[1:]
 
 
+def live_frame(time: str) -> list[tuple[str, bool]]:
+    """One stream message in the inference copy's layout (``stream_turn_labels``), as a live session renders
+    it: a ``Time {t}s: `` label, no newline after <|stream_end|>, nothing supervised."""
+    label = [("T", False), ("ime", False), (" ", False)] + [(c, False) for c in time]
+    label += [("s", False), (":", False), (" ", False)]
+    return frame()[:7] + label + [("<image>x28", False), ("\n", False), ("<|stream_end|>", False)]
+
+
 def test_turn_labels_supervise_the_respond_now_token_after_each_frame(processor):
     sample = build(processor, THREE_FRAMES, turn_labels=True)
     user = [("<|im_start|>", False), ("u", False), ("s", False), ("er", False), ("\n", False)]
     user += [("W", False), ("hat", False), ("?", False), ("<|im_end|>", False), ("\n", False)]
     assistant = [("<|im_start|>", False), ("as", False), ("s", False), ("istant", False), ("\n", False)]
     assistant += [("Y", True), ("es", True), (".", True), ("<|im_end|>", True), ("\n", False)]
-    # After frame 0 comes frame 1: its <|stream_start|> ("stay silent") is supervised. After frame 1 comes the
-    # user's question: not supervised (the video cannot tell when the user asks). After frame 2 comes the answer:
-    # its <|im_start|> ("speak") is supervised. One silent and one speaking position: the balancing keeps both.
-    expected = frame() + with_first(frame()) + user + frame() + with_first(assistant)
+    # The inference copy's layout and labels: frames with their time, nothing supervised inside them. After
+    # frame 0 comes frame 1: its <|stream_start|> ("stay silent") is supervised. After frame 1 comes the user's
+    # question: not supervised (the video cannot tell when the user asks). After frame 2 comes the answer: its
+    # <|im_start|> ("speak") is supervised. One silent and one speaking position: the balancing keeps both.
+    expected = live_frame("0.0") + with_first(live_frame("1.0")) + user + live_frame("2.0") + with_first(assistant)
     assert tokens_and_mask(processor, sample) == expected
-    # Without the option, the official training labels (test above), whatever else the option would add.
+    # Without the option, the official training layout and labels (test above).
     assert tokens_and_mask(processor, build(processor, THREE_FRAMES)) == frame() + frame() + user + frame() + assistant
 
 
@@ -148,21 +158,77 @@ def test_turn_labels_balance_silent_against_speaking_positions(processor):
     record = with_(conversation=[{"role": "assistant", "content": "Yes.", "time": 2.0}])
     assistant = [("<|im_start|>", True), ("as", False), ("s", False), ("istant", False), ("\n", False)]
     assistant += [("Y", True), ("es", True), (".", True), ("<|im_end|>", True), ("\n", False)]
+    frames = [live_frame(t) for t in ("0.0", "1.0", "2.0")]
     kept_silent = set()
     for seed in range(6):
         marks = tokens_and_mask(processor, build(processor, record, seed=seed, turn_labels=True))
         # frame 0, frame 1 (its <|stream_start|> is a silent position), frame 2 (another), the answer (speaking)
-        silent = [marks[len(frame())][1], marks[2 * len(frame())][1]]
+        at_1, at_2 = len(frames[0]), len(frames[0]) + len(frames[1])
+        silent = [marks[at_1][1], marks[at_2][1]]
         assert silent.count(True) == 1  # two silent positions, one speaking: one silent label is dropped
         kept_silent.add(silent.index(True))
-        # The frames' own targets and the answer are untouched by the balancing of the turn positions.
-        rest = marks[: len(frame())] + marks[len(frame()) + 1 : 2 * len(frame())] + marks[2 * len(frame()) + 1 :]
-        assert rest == frame() + frame()[1:] + frame()[1:] + assistant
-        # Which one: randperm(2) of the sample's generator; the first balancing (the frames' targets, one
-        # type) draws nothing.
+        # The answer is untouched by the balancing of the turn positions.
+        rest = marks[:at_1] + marks[at_1 + 1 : at_2] + marks[at_2 + 1 :]
+        assert rest == frames[0] + frames[1][1:] + frames[2][1:] + assistant
+        # Which one: randperm(2) of the sample's generator, its only draw.
         dropped = int(torch.randperm(2, generator=sampling_generator(seed, 0))[0])
         assert silent == [dropped == 1, dropped == 0]
     assert kept_silent == {0, 1}  # the seed decides which silent position keeps its label
+
+
+# Frames at 1, 2 and 3 s of the video (start_time 1.0): the decision after the first is silent, after the
+# second an assistant message (speak), after the third a user message (not supervised).
+LIVE_RECORD = {
+    **THREE_FRAMES,
+    "start_time": 1.0,
+    "end_time": 4.0,
+    "conversation": [
+        {"role": "assistant", "content": "It is still.", "time": 2.0},
+        {"role": "user", "content": "And now?", "time": 3.0},
+        {"role": "assistant", "content": "Still.", "time": 3.0},
+    ],
+}
+
+
+def test_turn_labels_lay_a_sample_out_as_the_live_session_does(processor, fixture_model):
+    sample = build(processor, LIVE_RECORD, turn_labels=True)
+    ids, labels = sample.input_ids.tolist(), sample.labels.tolist()
+    frames, times = load_video(FIXTURE_MEDIA / "video_static.mp4", fps=1.0, start_time=1.0, end_time=4.0)
+    assert times == [1.0, 2.0, 3.0]  # the video's clock, as the messages' times
+
+    # A live session fed the same frames at their video times holds the sample's first tokens, and the
+    # position where it reads its decision after each frame is a supervised one.
+    session = fixture_model.live(processor, tokens_per_frame=64, system_prompt=False, prune=False, autonomous=False)
+    decisions = []
+    for image, t in zip(frames[:2], times[:2]):
+        session.add_frame(image, t)
+        decisions.append(session.cache_tokens)
+    assert ids[: decisions[-1]] == session.input_ids.tolist()
+    tokenizer = processor.tokenizer
+    assert [tokenizer.convert_ids_to_tokens(ids[d]) for d in decisions] == ["<|stream_start|>", "<|im_start|>"]
+    assert all(labels[d] == ids[d] for d in decisions)
+
+    # The whole sample is the processor's rendering of the equivalent offline conversation (which
+    # tests/model/test_live.py checks a live session equals), one <image> per kept visual token.
+    stream = [
+        {"role": "stream", "content": [{"type": "image", "image": f, "timestamp": t}]} for f, t in zip(frames, times)
+    ]
+    conversation = [*stream[:2], {"role": "assistant", "content": "It is still."}, stream[2]]
+    conversation += [{"role": "user", "content": "And now?"}, {"role": "assistant", "content": "Still."}]
+    kept = iter(sample.visual["compression_mask"].view(3, -1).sum(1).tolist())
+    image_id = processor.image_token_id
+    offline = tokenizer(processor.apply_chat_template(conversation))["input_ids"]
+    assert ids == [i for token in offline for i in ([token] * next(kept) if token == image_id else [token])]
+
+    # Supervised: the token right after each <|stream_end|> but the one before the user's message, and the
+    # assistant answers (their text and <|im_end|>).
+    stream_end = tokenizer.convert_tokens_to_ids("<|stream_end|>")
+    after_frames = [i + 1 for i, token in enumerate(ids) if token == stream_end]
+    assert after_frames[:2] == decisions and tokenizer.decode(ids[after_frames[2] :]).startswith("<|im_start|>user")
+    answers = [i for i, label in enumerate(labels) if label != IGNORE_INDEX and i not in decisions]
+    assert tokenizer.decode([ids[i] for i in answers]) == "It is still.<|im_end|>Still.<|im_end|>"
+    assert [i for i, label in enumerate(labels) if label != IGNORE_INDEX] == sorted(decisions + answers)
+    assert all(labels[i] == ids[i] for i in answers)
 
 
 def test_stream_message_types_the_token_after_the_frame():
@@ -380,7 +446,7 @@ def test_the_recipe_option_turns_on_turn_labels_in_the_dataset(tmp_path, process
     config = DataConfig(sources=[SourceConfig(path=str(file))], mm_max_length=256, stream_turn_labels=True)
     sample = SupervisedDataset([Source(file, FIXTURE_MEDIA, 1.0, "stream")], FIXTURE_MODEL, config, seed=3)[0]
     reference = build(processor, THREE_FRAMES, seed=3, index=0, turn_labels=True)
-    assert torch.equal(sample.labels, reference.labels) and sample.num_targets == 10 + 2
+    assert torch.equal(sample.labels, reference.labels) and sample.num_targets == 4 + 2
 
 
 def test_pre_sized_frames_match_the_processors_own_video_pixels(processor):

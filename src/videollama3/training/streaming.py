@@ -23,10 +23,13 @@ A record::
    that token, 0 otherwise); types are balanced by un-supervising random positions of the larger types
    down to the smallest type's count. The draw is seeded by (dataset seed, sample index) here, where the
    official code uses the unseeded global torch generator.
-5. Optional (``turn_labels``, the recipe's ``data.stream_turn_labels``): also supervise the first token of
-   the stream or assistant message that follows a frame (``<|stream_start|>``: stay silent, ``<|im_start|>``:
-   speak), as the official inference copy's labelling does, balanced silent against speaking by the same
-   negative sampling (a second draw, over these positions only).
+5. Optional (``turn_labels``, the recipe's ``data.stream_turn_labels``): the official inference copy's
+   layout and labels instead, the layout a :class:`~videollama3.model.live.LiveSession` reads. A ``stream``
+   message renders as the released template renders one frame with its timestamp,
+   ``<|stream_start|>stream\\nTime {t}s: <image>\\n<|stream_end|>`` (no newline: the next message follows
+   at once); nothing in it is supervised; the first token of the stream or assistant message that follows
+   a frame is (``<|stream_start|>``: stay silent, ``<|im_start|>``: speak), typed by its id and balanced
+   silent against speaking by the same negative sampling.
 """
 
 from __future__ import annotations
@@ -212,17 +215,23 @@ def plan_stream(stream: StreamRecord, fps: float, max_frames: int):
 # --------------------------------------------------------------------------------------------------
 
 
-def render_message(message: StreamFrame | TimedMessage, image_token: str) -> str:
-    """One message as the official training template renders it alone.
+def render_message(message: StreamFrame | TimedMessage, image_token: str, frame_time: float | None = None) -> str:
+    """One message as a template renders it alone.
 
-    A frame: ``<|stream_start|>stream\\n<image>\\n<|stream_end|>\\n``. The released (inference) template
-    ends a stream message without the final newline and prints ``Time t s:`` for items with a ``timestamp``;
-    the training template reads ``'time'``, a key the official ``_convert_stream`` never sets.
+    A frame, by default as the official training template renders it:
+    ``<|stream_start|>stream\\n<image>\\n<|stream_end|>\\n`` (that template reads a ``'time'`` key, which the
+    official ``_convert_stream`` never sets). With ``frame_time``: as the released (inference) template
+    renders a ``stream`` message holding that one frame with its timestamp,
+    ``<|stream_start|>stream\\nTime {t}s: <image>\\n<|stream_end|>`` -- by the processor's own renderer,
+    which a live session renders its frames with (through ``apply_chat_template``), so the two agree.
     """
     from ..processing.chat_template import render_conversation
 
     if isinstance(message, StreamFrame):
-        return f"{STREAM_START}{STREAM_ROLE}\n{image_token}\n{STREAM_END}\n"
+        if frame_time is None:
+            return f"{STREAM_START}{STREAM_ROLE}\n{image_token}\n{STREAM_END}\n"
+        content = [{"type": "image", "timestamp": frame_time}]
+        return render_conversation([{"role": STREAM_ROLE, "content": content}], image_token=image_token)
     return render_conversation([{"role": message.role, "content": message.content}], image_token=image_token)
 
 
@@ -356,7 +365,11 @@ def build_stream_sample(
 ) -> StreamSample:
     """A streaming record -> ids, labels (negative sampling applied) and the pixels of the frames it shows.
 
-    ``turn_labels``: also supervise the respond-now decision after each frame (:func:`turn_label_types`).
+    ``turn_labels``: the inference copy's layout and labels (the live session's layout): frames printed with
+    their timestamp and not supervised, the respond-now decision after each frame supervised instead
+    (:func:`turn_label_types`). The time printed is the frame's timestamp on the video's clock (the
+    processor's sampling, the clock of the messages' ``time``), what a live session fed the sampled frames
+    (``load_video``) prints; not the offset from ``start_time`` the official code computes.
     """
     from ..processing.chat_template import DEFAULT_SYSTEM_PROMPT
 
@@ -370,11 +383,15 @@ def build_stream_sample(
     ids, labels, types = [], [], []
     for message in sequence:
         message_ids: list[int] = []
-        for token in processor.tokenizer(render_message(message, processor.image_token))["input_ids"]:
+        frame_time = plan.timestamps[message.index] if turn_labels and isinstance(message, StreamFrame) else None
+        text = render_message(message, processor.image_token, frame_time)
+        for token in processor.tokenizer(text)["input_ids"]:
             message_ids += [token] * (next(kept) if token == tokens.image else 1)
         message_ids = torch.tensor(message_ids, dtype=torch.long)
         no_type = torch.full_like(message_ids, IGNORE_INDEX)
-        if isinstance(message, StreamFrame):
+        if isinstance(message, StreamFrame) and turn_labels:
+            message_labels, message_types = no_type, no_type  # the inference copy: nothing inside a frame
+        elif isinstance(message, StreamFrame):
             message_labels, message_types = stream_message_labels(message_ids, tokens.image, tokens.eos)
         elif message.role == "assistant":
             message_labels, message_types = supervised_labels(message_ids, tokens), no_type
@@ -384,13 +401,11 @@ def build_stream_sample(
         labels.append(message_labels)
         types.append(message_types)
     input_ids = torch.cat(ids)
-    labels = balance_sample_types(torch.cat(labels), torch.cat(types), generator)
     if turn_labels:
-        # A draw of its own, after the official one: without turn labels the labels stay the official ones
-        # (same generator state), and the frames' own targets are not thinned to the count of speaking turns.
         turns = turn_label_types(sequence, [len(m) for m in ids], input_ids)
-        labels = torch.where(turns > -1, input_ids, labels)
-        labels = balance_sample_types(labels, turns, generator)
+        labels = balance_sample_types(torch.where(turns > -1, input_ids, torch.cat(labels)), turns, generator)
+    else:
+        labels = balance_sample_types(torch.cat(labels), torch.cat(types), generator)
     return StreamSample(input_ids, labels, visual, shown)
 
 
