@@ -72,7 +72,8 @@ def find_gguf() -> Path:
     )
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 16 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 24), b""):
@@ -94,7 +95,7 @@ def base_llm_dir(root: str | os.PathLike | None = None) -> Path:
 
 def _build(folder: Path) -> None:
     gguf_path = find_gguf()
-    digest = _sha256(gguf_path)
+    digest = file_sha256(gguf_path)
     if digest != GGUF_SHA256:
         raise ConfigError(
             f"{gguf_path}: sha256 {digest} is not the {WHEEL} release's ({GGUF_SHA256}); the synthetic model's "

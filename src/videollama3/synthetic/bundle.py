@@ -19,7 +19,6 @@ weights evaluated in ``docs/synthetic.md`` are the assembled ones: what users ge
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ import torch
 from filelock import FileLock
 
 from ..errors import CheckpointError
-from .base_llm import GGUF_SHA256, base_llm_dir, cache_root
+from .base_llm import GGUF_SHA256, base_llm_dir, cache_root, file_sha256
 
 PART_WEIGHTS = "trained_part.safetensors"
 PART_INFO = "trained_part.json"
@@ -50,14 +49,6 @@ def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
     for file in weight_files(folder):
         weights.update(load_file(str(file)))
     return weights
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_trained_part(
@@ -114,7 +105,7 @@ def write_trained_part(
         for file in trained_dir.iterdir():
             if file.is_file() and not file.name.endswith(_SKIP):
                 shutil.copy2(file, tmp / file.name)
-        info = {"base_gguf_sha256": GGUF_SHA256, "max_rank": max_rank, "sha256": _file_sha256(tmp / PART_WEIGHTS)}
+        info = {"base_gguf_sha256": GGUF_SHA256, "max_rank": max_rank, "sha256": file_sha256(tmp / PART_WEIGHTS)}
         (tmp / PART_INFO).write_text(json.dumps(info, indent=2) + "\n")
         shutil.rmtree(output_dir, ignore_errors=True)
         os.replace(tmp, output_dir)
