@@ -15,6 +15,7 @@ they are returned as :class:`BadSample`, skipped by the trainer and counted.
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 import os
 import traceback
 from dataclasses import dataclass, field
@@ -385,7 +386,15 @@ def make_loader(dataset: SupervisedDataset, sampler: RankSampler, num_workers: i
     if num_workers > 0:
         # The main process already used the tokenizer; its thread pool must not be inherited by forked workers.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        kwargs = {"prefetch_factor": prefetch_factor, "persistent_workers": False, "worker_init_fn": _worker_init}
+        kwargs = {
+            "prefetch_factor": prefetch_factor,
+            "persistent_workers": False,
+            "worker_init_fn": _worker_init,
+            # Workers start from a fresh interpreter, not from a fork of the trainer: a forked worker keeps the
+            # pages of the trainer's memory that the trainer then rewrites (a second copy of it: 12 GB in the
+            # synthetic recipe's fourth stage, after three stages in one process).
+            "multiprocessing_context": "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn",
+        }
     return DataLoader(
         dataset, sampler=sampler, batch_size=None, collate_fn=_identity, num_workers=num_workers, **kwargs
     )
