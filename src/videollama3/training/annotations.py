@@ -53,8 +53,8 @@ class AnnotationFile:
     """Random access to the records of one annotation file without keeping Python objects per record.
 
     JSONL files are indexed by byte offset (records are read from disk on access); a JSON list is parsed
-    once and kept as one compact byte buffer plus offsets. Both forms are cheap to share with DataLoader
-    worker processes (numpy arrays and bytes, not millions of dicts whose refcounts would be touched).
+    once and kept as one compact byte buffer plus offsets. Both forms are cheap to hand to DataLoader worker
+    processes (numpy arrays and bytes, pickled once per worker: not millions of dicts).
     """
 
     def __init__(self, path: str | os.PathLike):
