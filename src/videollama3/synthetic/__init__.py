@@ -6,9 +6,10 @@
 - :mod:`.tasks`: captions, question-answer pairs (open and multiple choice) and text-only instructions,
   with exact scoring;
 - :mod:`.writer`: datasets in the official training annotation format, and held-out benchmarks;
-- :mod:`.model`: the initial models: on SmolLM2-135M-Instruct (:mod:`.base_llm`), or from scratch (a
-  byte-level BPE tokenizer and a random small LLM);
-- :mod:`.bundle`: the bundled model as it ships (what training changed from the base LLM) and its assembly;
+- :mod:`.model`: the initial models: from scratch (a byte-level BPE tokenizer and a random small LLM: the
+  bundled model's), or on SmolLM2-135M-Instruct (:mod:`.base_llm`);
+- :mod:`.bundle`: a model on a base LLM as it would ship (what training changed from the base) and its
+  assembly;
 - :mod:`.benchmark`: the ``synthetic`` evaluation benchmark and :func:`evaluate`;
 - :mod:`.tiny`: the world's tiny size (coloured shapes, a moving dot, sums; a random Qwen2 LLM and SigLIP
   encoder as base parts), seconds to write: the ``tiny`` recipe and the training tests.
@@ -27,18 +28,19 @@ BUNDLED_MODEL_NAME = "synthetic-model"
 
 
 def bundled_part_path() -> Path:
-    """The folder of the bundled model's trained part in the package (:mod:`.bundle`)."""
+    """The folder of the bundled model in the package: a checkpoint, or a trained part (:mod:`.bundle`)."""
     from importlib import resources
 
     return Path(str(resources.files("videollama3") / "assets" / BUNDLED_MODEL_NAME))
 
 
 def default_model_path() -> Path:
-    """The checkpoint folder of the small model bundled with the package (the default of chat and demo):
-    its trained part assembled with the base LLM, in the cache (built on first use, in seconds)."""
-    from .bundle import assemble
+    """The checkpoint folder of the small model bundled with the package (the default of chat and demo); a
+    bundled trained part is assembled with its base LLM first, in the cache (once, in seconds)."""
+    from .bundle import PART_INFO, assemble
 
-    return assemble(bundled_part_path())
+    folder = bundled_part_path()
+    return assemble(folder) if (folder / PART_INFO).is_file() else folder
 
 
 def evaluate(model_dir=None, n: int = 200, seed: int = 0, **kwargs):
