@@ -33,6 +33,7 @@ def test_lora_stage_and_export(tmp_path, tiny_world):
 
     from videollama3 import VideoLLaMA3ForCausalLM
     from videollama3.cli import main
+    from videollama3.training.lora import _peft_deprecations_silenced
 
     recipe = one_stage_recipe(
         tmp_path / "run",
@@ -81,7 +82,8 @@ def test_lora_stage_and_export(tmp_path, tiny_world):
     plain = VideoLLaMA3ForCausalLM.from_pretrained(merged_dir).eval()
     base_model = VideoLLaMA3ForCausalLM.from_pretrained(tiny_world["init"])
     base_model.load_state_dict(non_lora, strict=False)
-    with_adapter = PeftModel.from_pretrained(base_model, str(adapter)).eval()
+    with _peft_deprecations_silenced():  # PEFT's own use of a deprecated transformers name
+        with_adapter = PeftModel.from_pretrained(base_model, str(adapter)).eval()
     with torch.no_grad():
         torch.testing.assert_close(
             plain(input_ids=ids).logits, with_adapter(input_ids=ids).logits, rtol=1e-4, atol=1e-5
