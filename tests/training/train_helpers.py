@@ -47,11 +47,6 @@ def one_stage_recipe(output_dir, init, sources, data_folder, *, overrides=(), **
 
 def safetensors_weights(folder):
     """All tensors of a checkpoint folder (single file or shards)."""
-    from safetensors.torch import load_file
+    from videollama3.model.layouts import read_weights
 
-    from videollama3.model.layouts import weight_files
-
-    out = {}
-    for file in weight_files(folder):
-        out.update(load_file(str(file)))
-    return out
+    return read_weights(Path(folder))

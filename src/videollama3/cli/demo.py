@@ -6,8 +6,8 @@ Examples::
     videollama3 demo --seed 7 --image      # an image instead
     videollama3 demo --model runs/synthetic/stage4/final --out demo/   # another model; keep the video
 
-Nothing is downloaded: the bundled model (``videollama3.synthetic.default_model_path()``: its trained part,
-assembled with the base LLM on first use) answers unless ``--model`` names another checkpoint.
+Nothing is downloaded: the bundled model (``videollama3.synthetic.default_model_path()``) answers unless
+``--model`` names another checkpoint.
 """
 
 from __future__ import annotations

@@ -174,6 +174,16 @@ def weight_files(folder: Path) -> list[Path]:
     raise CheckpointError(f"{folder}: no {SAFE_SINGLE} or {SAFE_INDEX} found")
 
 
+def read_weights(folder: Path) -> dict:
+    """All tensors of a checkpoint folder (single file or shards), by name."""
+    from safetensors.torch import load_file
+
+    weights = {}
+    for file in weight_files(folder):
+        weights.update(load_file(str(file)))
+    return weights
+
+
 def read_safetensors_header(file: Path) -> dict[str, dict]:
     """Tensor name -> {dtype, shape, data_offsets}, checking the file is complete."""
     size = file.stat().st_size

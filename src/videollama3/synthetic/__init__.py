@@ -37,10 +37,10 @@ def bundled_part_path() -> Path:
 def default_model_path() -> Path:
     """The checkpoint folder of the small model bundled with the package (the default of chat and demo); a
     bundled trained part is assembled with its base LLM first, in the cache (once, in seconds)."""
-    from .bundle import PART_INFO, assemble
+    from ..hub import resolve_folder
 
     folder = bundled_part_path()
-    return assemble(folder) if (folder / PART_INFO).is_file() else folder
+    return resolve_folder(folder) if folder.is_dir() else folder
 
 
 def evaluate(model_dir=None, n: int = 200, seed: int = 0, **kwargs):

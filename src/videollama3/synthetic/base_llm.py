@@ -135,7 +135,11 @@ def _write_checkpoint(gguf_path: Path, out: Path) -> None:
         weights[name] = torch.from_numpy(np.array(values, dtype=np.float32, order="C"))  # a writable copy
     hidden, head_dim = config["hidden_size"], config["hidden_size"] // heads
     for i in range(config["num_hidden_layers"]):  # Qwen2 has q/k/v biases; llama's are zero
-        for proj, width in (("q_proj", heads * head_dim), ("k_proj", kv_heads * head_dim), ("v_proj", kv_heads * head_dim)):
+        for proj, width in (
+            ("q_proj", heads * head_dim),
+            ("k_proj", kv_heads * head_dim),
+            ("v_proj", kv_heads * head_dim),
+        ):
             weights[f"model.layers.{i}.self_attn.{proj}.bias"] = torch.zeros(width)
     assert weights["model.embed_tokens.weight"].shape == (config["vocab_size"], hidden)
     save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})

@@ -29,10 +29,12 @@ import torch
 from filelock import FileLock
 
 from ..errors import CheckpointError
+from ..hub import TRAINED_PART_INFO
+from ..model.layouts import read_weights
 from .base_llm import GGUF_SHA256, base_llm_dir, cache_root, file_sha256
 
 PART_WEIGHTS = "trained_part.safetensors"
-PART_INFO = "trained_part.json"
+PART_INFO = TRAINED_PART_INFO
 ADDED_ROWS = "model.embed_tokens.weight.added_rows"
 UP, DOWN = ".delta_up", ".delta_down"
 _COMPLETE = "videollama3_assembled.json"  # written last: a folder without it is incomplete
@@ -40,19 +42,11 @@ _COMPLETE = "videollama3_assembled.json"  # written last: a folder without it is
 _SKIP = (".safetensors", ".safetensors.index.json", PART_INFO, _COMPLETE)
 
 
-def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    from ..model.layouts import weight_files
-
-    weights: dict[str, torch.Tensor] = {}
-    for file in weight_files(folder):
-        weights.update(load_file(str(file)))
-    return weights
-
-
 def write_trained_part(
-    trained_dir: str | os.PathLike, output_dir: str | os.PathLike, max_rank: int, base_dir: str | os.PathLike | None = None
+    trained_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    max_rank: int,
+    base_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Write the trained part of the checkpoint ``trained_dir`` relative to the base LLM to ``output_dir``.
 
@@ -66,8 +60,8 @@ def write_trained_part(
     from safetensors.torch import save_file
 
     trained_dir, output_dir = Path(trained_dir), Path(output_dir)
-    base = _read_weights(Path(base_dir) if base_dir is not None else base_llm_dir())
-    trained = _read_weights(trained_dir)
+    base = read_weights(Path(base_dir) if base_dir is not None else base_llm_dir())
+    trained = read_weights(trained_dir)
     part: dict[str, torch.Tensor] = {}
     for name, value in trained.items():
         value = value.float()
@@ -79,7 +73,9 @@ def write_trained_part(
         reference = base[name].float()
         if name == "model.embed_tokens.weight":
             if not torch.equal(value[: reference.shape[0]], reference):
-                raise CheckpointError(f"{trained_dir}: the base LLM's embedding rows changed (LoRA does not change them)")
+                raise CheckpointError(
+                    f"{trained_dir}: the base LLM's embedding rows changed (LoRA does not change them)"
+                )
             part[ADDED_ROWS] = value[reference.shape[0] :].contiguous()
             continue
         delta = value - reference
@@ -139,7 +135,7 @@ def assemble(
 def _assemble(part_dir: Path, folder: Path, info: dict, base_dir: Path) -> None:
     from safetensors.torch import load_file, save_file
 
-    weights = _read_weights(base_dir)
+    weights = read_weights(base_dir)
     part = load_file(str(part_dir / PART_WEIGHTS))
     for name, value in part.items():
         if name == ADDED_ROWS:
@@ -153,7 +149,9 @@ def _assemble(part_dir: Path, folder: Path, info: dict, base_dir: Path) -> None:
             weights[name] = value
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}-") as tmp:
         tmp = Path(tmp)
-        save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        save_file(
+            {k: v.contiguous() for k, v in weights.items()}, str(tmp / "model.safetensors"), metadata={"format": "pt"}
+        )
         for file in part_dir.iterdir():
             if file.is_file() and not file.name.endswith(_SKIP):
                 shutil.copy2(file, tmp / file.name)

@@ -353,7 +353,6 @@ def build_initial_model_on_base(
         info = json.loads((encoder_model / INFO_FILE).read_text())
         build_initial_checkpoint(base, encoder_model, folder, dtype=torch.float32, seed=seed)
     processor_files(folder)
-    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
     llm_config = json.loads((base / "config.json").read_text())
     generation = {  # greedy, ending at <|im_end|> (SmolLM2-Instruct's end of turn), as the world's model does
         "bos_token_id": llm_config.get("bos_token_id"),
@@ -363,6 +362,7 @@ def build_initial_model_on_base(
     }
     (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     config_file = folder / "tokenizer_config.json"
+    tokenizer_config = json.loads(config_file.read_text())
     tokenizer_config["chat_template"] = chat_template()
     config_file.write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False) + "\n")
     for stray in ("chat_template.jinja", "chat_template.json"):  # the LLM's own template would win over ours

@@ -384,7 +384,7 @@ def make_loader(dataset: SupervisedDataset, sampler: RankSampler, num_workers: i
     """A DataLoader yielding one :class:`Sample` / :class:`BadSample` at a time, in the sampler's order."""
     kwargs = {}
     if num_workers > 0:
-        # The main process already used the tokenizer; its thread pool must not be inherited by forked workers.
+        # Workers tokenize one sample at a time: no tokenizer thread pool in them beside the trainer's threads.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         kwargs = {
             "prefetch_factor": prefetch_factor,
