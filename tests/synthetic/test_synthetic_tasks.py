@@ -125,6 +125,37 @@ def test_balanced_selection_spreads_over_tasks():
         assert len({q.task for q in chosen}) == min(4, len({q.task for q in questions}))
 
 
+def test_a_conversation_never_asks_one_fact_twice():
+    """An open question and its multiple-choice form in one record would teach copying the earlier answer."""
+    from videollama3.synthetic import writer
+
+    spec = writer.WorldSpec(seed=0, questions_per_image=8, questions_per_video=8)
+    seen_both_forms = 0
+    for i in range(60):
+        for scene, questions in (
+            (s := world.sample_image_scene(0, i), tasks.image_questions(s, np.random.default_rng(i))),
+            (v := world.sample_video_scene(0, i), tasks.video_questions(v, np.random.default_rng(i))),
+        ):
+            facts = [q.fact for q in questions]
+            seen_both_forms += len(facts) - len(set(facts))
+            chosen = tasks.select_questions(questions, np.random.default_rng(i), 8)
+            assert len({q.fact for q in chosen}) == len(chosen)
+        for record in (writer.image_records(spec, i, "i.png")[1], writer.video_records(spec, i, "v.mp4")[1]):
+            asked = [
+                m["value"].removeprefix("<image>\n").removeprefix("<video>\n")
+                for m in record["conversations"]
+                if m["from"] == "human"
+            ]
+            assert len(record["tasks"]) >= 1 and len(set(asked)) == len(asked)
+    assert seen_both_forms > 0  # the pools do hold both forms of a fact: the rule is what keeps them apart
+
+
+def test_a_fact_is_the_same_for_its_open_and_multiple_choice_forms():
+    open_form = tasks.QA("When does the star appear?", "2.0s", "when")
+    mc_form = tasks.QA("When does the star appear?", "B", "when", ["4.0s", "2.0s", "0.0s"])
+    assert open_form.fact == mc_form.fact == ("when", "2.0s")
+
+
 @pytest.mark.parametrize(
     ("answer", "options", "prediction", "right"),
     [

@@ -60,6 +60,12 @@ class QA:
     def kind(self) -> str:
         return "mc" if self.options else "open"
 
+    @property
+    def fact(self) -> tuple[str, str]:
+        """What the question asks about, as (task, true answer in words): the same for a question's open
+        and multiple-choice forms."""
+        return self.task, self.options[LETTERS.index(self.answer)] if self.options else self.answer
+
 
 def _template(rng: np.random.Generator, *choices: str) -> str:
     return choices[int(rng.integers(len(choices)))]
@@ -319,8 +325,14 @@ def text_conversation(seed: int, index: int, turns: int = 3) -> list[QA]:
 
 
 def select_questions(questions: list[QA], rng: np.random.Generator, k: int, balance: bool = True) -> list[QA]:
-    """``k`` questions with distinct texts, spread over task types (a rare task is not drowned by a common one)."""
+    """``k`` questions about distinct facts, spread over task types (a rare task is not drowned by a common one).
+
+    One conversation never asks one fact twice (say "When does the star appear?" open, then as multiple
+    choice): a model would learn to copy the earlier answer instead of looking, and a benchmark question is
+    always asked alone."""
     unique = list({q.question + "|" + str(q.options): q for q in questions}.values())
+    if k > 1:  # which form of a fact is kept is drawn; a single question (a benchmark's) is drawn as before
+        unique = list({q.fact: q for q in _pick(rng, unique, size=len(unique))}.values())
     if not balance:
         return _pick(rng, unique, size=min(k, len(unique)))
     by_task: dict[str, list[QA]] = {}
