@@ -183,7 +183,7 @@ def processor_files(folder: str | os.PathLike, max_frames: int = 32, max_tokens:
     (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2) + "\n")
     processor = {
         "processor_class": "Videollama3Qwen2Processor",
-        "image_merge_size": 1,  # as the official processor and as the recipes train (data.image_merge_size)
+        "image_merge_size": 2,
         "video_merge_size": 2,
         "fps": 1,
         "max_frames": max_frames,
