@@ -132,9 +132,9 @@ def test_a_conversation_never_asks_one_fact_twice():
     spec = writer.WorldSpec(seed=0, questions_per_image=8, questions_per_video=8)
     seen_both_forms = 0
     for i in range(60):
-        for scene, questions in (
-            (s := world.sample_image_scene(0, i), tasks.image_questions(s, np.random.default_rng(i))),
-            (v := world.sample_video_scene(0, i), tasks.video_questions(v, np.random.default_rng(i))),
+        for questions in (
+            tasks.image_questions(world.sample_image_scene(0, i), np.random.default_rng(i)),
+            tasks.video_questions(world.sample_video_scene(0, i), np.random.default_rng(i)),
         ):
             facts = [q.fact for q in questions]
             seen_both_forms += len(facts) - len(set(facts))
