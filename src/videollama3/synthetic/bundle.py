@@ -34,12 +34,11 @@ from ..model.layouts import read_weights
 from .base_llm import GGUF_SHA256, base_llm_dir, cache_root, file_sha256
 
 PART_WEIGHTS = "trained_part.safetensors"
-PART_INFO = TRAINED_PART_INFO
 ADDED_ROWS = "model.embed_tokens.weight.added_rows"
 UP, DOWN = ".delta_up", ".delta_down"
 _COMPLETE = "videollama3_assembled.json"  # written last: a folder without it is incomplete
 # Files of the trained folder copied as they are (everything but the weights).
-_SKIP = (".safetensors", ".safetensors.index.json", PART_INFO, _COMPLETE)
+_SKIP = (".safetensors", ".safetensors.index.json", TRAINED_PART_INFO, _COMPLETE)
 
 
 def write_trained_part(
@@ -102,7 +101,7 @@ def write_trained_part(
             if file.is_file() and not file.name.endswith(_SKIP):
                 shutil.copy2(file, tmp / file.name)
         info = {"base_gguf_sha256": GGUF_SHA256, "max_rank": max_rank, "sha256": file_sha256(tmp / PART_WEIGHTS)}
-        (tmp / PART_INFO).write_text(json.dumps(info, indent=2) + "\n")
+        (tmp / TRAINED_PART_INFO).write_text(json.dumps(info, indent=2) + "\n")
         shutil.rmtree(output_dir, ignore_errors=True)
         os.replace(tmp, output_dir)
         tmp.mkdir()  # TemporaryDirectory removes it again on exit
@@ -116,9 +115,11 @@ def assemble(
 
     ``base_dir``: the base LLM checkpoint (default: :func:`.base_llm.base_llm_dir`, checked by the GGUF's sha256)."""
     part_dir = Path(part_dir)
-    info_file = part_dir / PART_INFO
+    info_file = part_dir / TRAINED_PART_INFO
     if not info_file.is_file():
-        raise CheckpointError(f"{part_dir}: no {PART_INFO} (not a trained part written by the synthetic recipe)")
+        raise CheckpointError(
+            f"{part_dir}: no {TRAINED_PART_INFO} (not a trained part written by the synthetic recipe)"
+        )
     info = json.loads(info_file.read_text())
     if base_dir is None and info.get("base_gguf_sha256") != GGUF_SHA256:
         raise CheckpointError(f"{info_file}: trained on another base LLM ({info.get('base_gguf_sha256')})")
