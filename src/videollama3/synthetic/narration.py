@@ -114,21 +114,33 @@ def _message(role: str, content: str, time: float) -> dict:
     return {"role": role, "content": content, "time": float(time)}
 
 
+def _question(scene: world.VideoScene, second: int, rng: np.random.Generator) -> list[tuple[float, list[dict]]]:
+    """A question at ``second`` and its answer from the frames shown so far (none when nothing is known)."""
+    qas = questions_so_far(scene, second, rng)
+    if not qas:
+        return []
+    qa = world._pick(rng, qas)
+    return [(float(second), [_message("user", qa.question, second), _message("assistant", qa.answer, second)])]
+
+
 def stream_record(scene: world.VideoScene, video_rel_path: str, rng: np.random.Generator) -> dict:
     """The streaming record of a video: the request at 0 s (acknowledged), each event's sentence at its
-    narration time, and with probability :data:`QUESTION_PROBABILITY` one question at a whole second without
-    an event, answered at once from what has been shown."""
+    narration time, with probability :data:`QUESTION_PROBABILITY` one question at a whole second without an
+    event, and a closing question at the last frame; each question is answered at once from what has been
+    shown.
+
+    The closing question keeps every frame in the record: the official layout drops the frames after the last
+    message, so without it the quiet frames after the last event would never teach the model to stay silent.
+    """
     prompt = world._pick(rng, NARRATION_PROMPTS)
     timed = [(t, [_message("assistant", sentence, t)]) for t, sentence in narration_events(scene)]
+    last = scene.duration - 1  # the last sampled second
     if rng.random() < QUESTION_PROBABILITY:
         narrated = {t for t, _ in timed}
-        seconds = [s for s in range(1, scene.duration) if s not in narrated]
-        second = world._pick(rng, seconds) if seconds else None
-        qas = questions_so_far(scene, second, rng) if second is not None else []
-        if qas:
-            qa = world._pick(rng, qas)
-            pair = [_message("user", qa.question, second), _message("assistant", qa.answer, second)]
-            timed.append((float(second), pair))
+        seconds = [s for s in range(1, last) if s not in narrated]
+        if seconds:
+            timed += _question(scene, world._pick(rng, seconds), rng)
+    timed += _question(scene, last, rng)
     conversation = [_message("user", prompt, 0.0), _message("assistant", ACKNOWLEDGEMENT, 0.0)]
     for _, messages in sorted(timed, key=lambda item: item[0]):
         conversation += messages
