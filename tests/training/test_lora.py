@@ -35,6 +35,7 @@ def test_lora_stage_and_export(tmp_path, tiny_world):
     from videollama3.cli import main
     from videollama3.training.lora import _peft_deprecations_silenced
 
+    base_pruning = json.loads((tiny_world["init"] / "config.json").read_text())["use_token_compression"]
     recipe = one_stage_recipe(
         tmp_path / "run",
         tiny_world["init"],
@@ -43,6 +44,7 @@ def test_lora_stage_and_export(tmp_path, tiny_world):
         lora={"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0},
         optim={"lr": {"llm": 1e-2, "projector": 1e-3, "vision_encoder": None}},
         train={"max_steps": 3, "gradient_checkpointing": True},
+        data={"use_token_compression": not base_pruning},  # the stage's setting, not the base's
     )
     (result,) = run_recipe(recipe)
     adapter = result.output
@@ -64,6 +66,8 @@ def test_lora_stage_and_export(tmp_path, tiny_world):
     assert {"config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"} <= {
         p.name for p in merged_dir.iterdir()
     }
+    # The merged config says what the stage trained with: a pruned model evaluated unpruned answers worse.
+    assert json.loads((merged_dir / "config.json").read_text())["use_token_compression"] is (not base_pruning)
     base, merged = safetensors_weights(tiny_world["init"]), safetensors_weights(merged_dir)
     assert set(merged) <= set(base) | {"lm_head.weight"}
     assert not torch.equal(

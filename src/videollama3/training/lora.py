@@ -7,6 +7,9 @@ and no adapters (typically the projector) train fully. A LoRA stage's output fol
 - ``adapter_config.json`` + ``adapter_model.safetensors`` (PEFT), whose ``base_model_name_or_path`` is
   the checkpoint the stage started from;
 - ``non_lora_trainables.safetensors``: full weights of the groups trained without adapters;
+- ``videollama3_settings.json``: the model config's settings the stage trained with (:data:`STAGE_SETTINGS`,
+  e.g. ``use_token_compression``: whether video tokens were pruned), which the merged checkpoint's config
+  must say although the base's may not;
 - the processor files (tokenizer, ``preprocessor_config.json``, ``processor_config.json``).
 
 ``videollama3 export-lora ADAPTER_DIR OUT_DIR`` (:func:`export_merged`) loads the base, applies both, merges
@@ -32,6 +35,9 @@ from ..errors import CheckpointError, ConfigError
 from .recipe import LoraSettings
 
 NON_LORA_FILE = "non_lora_trainables.safetensors"
+SETTINGS_FILE = "videollama3_settings.json"
+# Config fields a stage sets on the model it trains (not the base's): the merged checkpoint must carry them.
+STAGE_SETTINGS = ("use_token_compression",)
 ADAPTER_CONFIG = "adapter_config.json"
 
 
@@ -117,6 +123,8 @@ def save_adapter(peft_model: nn.Module, state_dict: dict[str, torch.Tensor], fol
     }
     if non_lora:
         save_file(non_lora, str(folder / NON_LORA_FILE), metadata={"format": "pt"})
+    settings = {name: getattr(peft_model.config, name) for name in STAGE_SETTINGS}
+    (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
     config_file = folder / ADAPTER_CONFIG
     config = json.loads(config_file.read_text())
     config["base_model_name_or_path"] = str(base)
@@ -163,6 +171,12 @@ def export_merged(
             raise CheckpointError(f"{non_lora}: weights the model does not have: {result.unexpected_keys[:5]}")
     with _peft_deprecations_silenced():
         merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    settings_file = adapter_dir / SETTINGS_FILE
+    if settings_file.is_file():  # what the stage trained with, e.g. pruned video tokens
+        settings = json.loads(settings_file.read_text())
+        for name in STAGE_SETTINGS:
+            if name in settings:
+                setattr(merged.config, name, settings[name])
     merged.to(dtype)
     with atomic_directory(output_dir) as tmp:
         merged.save_pretrained(tmp)
