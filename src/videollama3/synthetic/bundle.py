@@ -123,7 +123,7 @@ def assemble(
     info = json.loads(info_file.read_text())
     if base_dir is None and info.get("base_gguf_sha256") != GGUF_SHA256:
         raise CheckpointError(f"{info_file}: trained on another base LLM ({info.get('base_gguf_sha256')})")
-    folder = Path(output_dir) if output_dir is not None else cache_root() / "synthetic-model" / info["sha256"][:16]
+    folder = Path(output_dir) if output_dir is not None else cache_root() / "assembled" / info["sha256"][:16]
     if (folder / _COMPLETE).is_file():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
