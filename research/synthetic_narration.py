@@ -4,7 +4,7 @@ For each model: the share of events it announces within one second of stream tim
 announcements per minute (``videollama3.synthetic.narration.evaluate_narration``: an autonomous live session
 over held-out benchmark videos at 1 fps, fp32, greedy), at one or more ``--speak-margin`` values.
 
-    python research/synthetic_narration.py --model runs/synthetic/stage5/final --n 50 --json out.json
+    python research/synthetic_narration.py --model src/videollama3/assets/synthetic-narrator --n 50 --json out.json
 """
 
 from __future__ import annotations

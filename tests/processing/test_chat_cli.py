@@ -66,7 +66,7 @@ def test_interactive_session_keeps_the_history(capsys, monkeypatch):
 def test_without_model_a_missing_bundled_model_is_reported(capsys, tmp_path, monkeypatch):
     import videollama3.synthetic
 
-    monkeypatch.setattr(videollama3.synthetic, "default_model_path", lambda: tmp_path / "no-model")
+    monkeypatch.setattr(videollama3.synthetic, "default_model_path", lambda name: tmp_path / "no-model")
     assert main(["chat", "Why?"]) == 2
     err = capsys.readouterr().err
     assert "bundled model is missing" in err and "no-model" in err and "--model" in err

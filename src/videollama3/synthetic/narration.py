@@ -254,7 +254,7 @@ def evaluate_narration(
     device: str = "cpu",
     progress: bool = False,
 ) -> dict:
-    """Announcements of ``model_dir`` (default: the bundled model) over ``n`` held-out videos: those of the
+    """Announcements of ``model_dir`` (default: the bundled narrator) over ``n`` held-out videos: those of the
     held-out benchmark ``seed`` (world seed ``BENCHMARK_SEED_OFFSET + seed``, never a training seed), each
     written as the dataset writes it, sampled at 1 fps by the processor and fed to an autonomous live
     session in stream time. Greedy, at most :data:`MAX_SPEECH_TOKENS` tokens per announcement.
@@ -265,10 +265,10 @@ def evaluate_narration(
 
     from ..model.modeling import VideoLLaMA3ForCausalLM
     from ..processing import VideoLLaMA3Processor, load_video
-    from . import default_model_path
+    from . import NARRATOR_MODEL_NAME, default_model_path
     from .writer import BENCHMARK_SEED_OFFSET, _progress
 
-    model_dir = str(model_dir or default_model_path())
+    model_dir = str(model_dir or default_model_path(NARRATOR_MODEL_NAME))
     processor = VideoLLaMA3Processor.from_pretrained(model_dir)
     model = VideoLLaMA3ForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
     world_seed = BENCHMARK_SEED_OFFSET + seed
