@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..errors import ConfigError
+from ..synthetic import BUNDLED_MODEL_NAME
 
 
 def positive_int(text: str) -> int:
@@ -44,18 +45,18 @@ def add_model_runtime_arguments(parser: argparse.ArgumentParser, resumes: str) -
 
 
 def model_or_bundled(
-    model: str | None, example: str = "DAMO-NLP-SG/VideoLLaMA3-2B", bundled_name: str | None = None
+    model: str | None, example: str = "DAMO-NLP-SG/VideoLLaMA3-2B", bundled_name: str = BUNDLED_MODEL_NAME
 ) -> str:
     """``--model``, or a bundled synthetic-world model (saying so on stderr: it only knows that world).
 
-    ``bundled_name``: which one (default: ``synthetic.BUNDLED_MODEL_NAME``, the model of chat and demo)."""
+    ``bundled_name``: which one (default: the model of chat and demo; ``NARRATOR_MODEL_NAME``: live's)."""
     if model:
         return model
     from ..errors import CheckpointError
-    from ..synthetic import BUNDLED_MODEL_NAME, default_model_path
+    from ..synthetic import default_model_path
 
     try:
-        bundled = default_model_path(bundled_name or BUNDLED_MODEL_NAME)
+        bundled = default_model_path(bundled_name)
     except (CheckpointError, ConfigError) as exc:
         raise ConfigError(
             f"no --model given and the bundled model cannot be used ({exc}); or pass --model with a VideoLLaMA3 "
@@ -66,6 +67,6 @@ def model_or_bundled(
             f"no --model given and the bundled model is missing ({bundled}): reinstall videollama3, "
             f"or pass --model with a VideoLLaMA3 checkpoint folder or Hub id (e.g. {example})"
         )
-    kind = "narrator" if bundled_name and bundled_name != BUNDLED_MODEL_NAME else "model"
+    kind = "model" if bundled_name == BUNDLED_MODEL_NAME else "narrator"
     print(f"model: {bundled} (bundled synthetic-world {kind}; --model selects another)", file=sys.stderr)
     return str(bundled)
